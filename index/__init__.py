@@ -1,0 +1,1 @@
+"""Documents -> chunks -> embeddings -> FAISS + BM25 -> hybrid search. Never imports discord."""
