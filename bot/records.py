@@ -1,0 +1,49 @@
+"""What the answer engine returns: the JSON contract for the Discord layer, scripts and eval."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from index.records import Chunk
+
+
+@dataclass(frozen=True)
+class Citation:
+    """A numbered source: `quote` is exactly the document text between `start` and `end`."""
+
+    n: int
+    chunk: Chunk
+    quote: str
+    start: int
+    end: int
+    score: float
+
+    def to_dict(self) -> dict:
+        return {
+            "n": self.n,
+            "doc_id": self.chunk.doc_id,
+            "title": self.chunk.title,
+            "location": self.chunk.location,
+            "quote": self.quote,
+            "start": self.start,
+            "end": self.end,
+            "score": round(self.score, 4),
+        }
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An answer whose every `[n]` marker refers to exactly one citation."""
+
+    question: str
+    text: str
+    citations: tuple[Citation, ...]
+    found: bool
+
+    def to_dict(self) -> dict:
+        return {
+            "question": self.question,
+            "answer": self.text,
+            "found": self.found,
+            "citations": [c.to_dict() for c in self.citations],
+        }
