@@ -37,7 +37,9 @@ class Embedder:
     def __init__(self, name: str = BUNDLED, batch_size: int = 64) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights never come from the network
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()
         self.name = name
         self.batch_size = batch_size
         self.model = SentenceTransformer(model_path(name), device="cpu")
@@ -54,7 +56,11 @@ class Embedder:
         if not texts:
             return np.zeros((0, self.dim), np.float32)
         vecs = self.model.encode(
-            texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True
+            texts,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
         )
         return np.ascontiguousarray(vecs, dtype=np.float32)
 
@@ -69,7 +75,10 @@ class Embedder:
         # Sort by length so each batch pads little, then restore the order.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         outs = self.model.encode(
-            [texts[i] for i in order], batch_size=self.batch_size, output_value=None
+            [texts[i] for i in order],
+            batch_size=self.batch_size,
+            output_value=None,
+            show_progress_bar=False,
         )
         tokenizer = self.model.tokenizer
         max_len = self.model.max_seq_length

@@ -9,5 +9,9 @@ class DocumentError(Error):
     """A document could not be read or is not acceptable (bad type, size, content)."""
 
 
-class IndexError_(Error):
-    """An index on disk is missing, corrupt, or built with other settings."""
+class IndexMismatch(Error):
+    """An index on disk was built with another model or other chunking parameters."""
+
+
+class IndexDamaged(Error):
+    """An index on disk is incomplete or fails its checksums."""

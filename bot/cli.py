@@ -1,0 +1,206 @@
+"""`statement-bot`: search, ask, index, eval and run, from one shared engine."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from bot.config import Settings
+from index.errors import Error
+
+log = logging.getLogger(__name__)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the process exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.load(
+            data_dir=getattr(args, "data", None), state_dir=getattr(args, "state", None)
+        )
+        level = settings.log_level or ("INFO" if args.run is _run else "WARNING")
+        logging.basicConfig(
+            level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+        for noisy in ("discord.http", "bm25s", "faiss.loader", "httpx"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+        return args.run(args, settings) or 0
+    except Error as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    # SUPPRESS: a subcommand's copy of these options must not reset a value given before it.
+    common.add_argument("--data", type=Path, default=argparse.SUPPRESS,
+                        help="documents folder (env DATA_DIR; default data)")
+    common.add_argument("--state", type=Path, default=argparse.SUPPRESS,
+                        help="index and database folder (env STATE_DIR; default state)")
+    parser = argparse.ArgumentParser(prog="statement-bot", description=__doc__, parents=[common])
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    p = sub.add_parser("search", parents=[common], help="print the best passages for a query")
+    p.add_argument("query", nargs="?")
+    p.add_argument("--k", type=int, default=5, help="passages to show (default 5)")
+    p.add_argument("--mode", choices=("hybrid", "dense", "lexical"), help="retrieval mode")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--queries", type=Path, help='JSONL of {"id", "text"}: one JSON line each')
+    p.set_defaults(run=_search)
+
+    p = sub.add_parser("ask", parents=[common], help="answer a question with cited quotes")
+    p.add_argument("question", nargs="?")
+    p.add_argument("--json", action="store_true", help="print the JSON contract")
+    p.add_argument("--questions", type=Path, help='JSONL of {"id", "text"}: one answer each')
+    p.set_defaults(run=_ask)
+
+    p = sub.add_parser("index", parents=[common], help="(re)index the data folder incrementally")
+    p.add_argument("--rebuild", action="store_true", help="re-embed everything from scratch")
+    p.set_defaults(run=_index)
+
+    p = sub.add_parser("eval", parents=[common], help="measure retrieval or answer quality")
+    p.add_argument("beir", nargs="?", type=Path, help="BEIR folder (corpus, queries, qrels)")
+    p.add_argument("--qa", type=Path, help="question set for answers (tests/qa/statement_qa.jsonl)")
+    p.add_argument("--split", default="test", help="QA split to report (default test)")
+    p.add_argument("--calibrate", action="store_true", help="fit the answer threshold first")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(run=_eval)
+
+    p = sub.add_parser("run", parents=[common], help="start the Discord bot")
+    p.set_defaults(run=_run)
+    return parser
+
+
+class _Bar:
+    """A progress bar on stderr that appears only once there is something to embed."""
+
+    def __init__(self) -> None:
+        self.bar = None
+
+    def __call__(self, done: int, total: int) -> None:
+        from tqdm import tqdm
+
+        if self.bar is None or self.bar.total != total:
+            self.close()
+            self.bar = tqdm(total=total, desc="embedding chunks", unit="chunk", file=sys.stderr)
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _engine(settings: Settings, load: bool = True):
+    """The model, and every index loaded (the shared one built on first use)."""
+    from bot.engine import Engine
+    from index.embedder import Embedder
+
+    engine = Engine(settings, Embedder(settings.model))
+    if load:
+        bar = _Bar()
+        engine.open(bar)
+        bar.close()
+    return engine
+
+
+def _lines(path: Path) -> Iterator[dict]:
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    row = json.loads(line)
+                    yield {"id": row["id"], "text": str(row["text"])}
+                except (ValueError, KeyError, TypeError) as err:
+                    raise Error(f"{path}:{number} is not a {{\"id\", \"text\"}} JSON line.") from err
+
+
+def _hit_json(hit) -> dict:
+    c = hit.chunk
+    return {"doc_id": c.doc_id, "title": c.title, "location": c.location, "text": c.text,
+            "start": c.start, "end": c.end, "score": round(hit.score, 6),
+            "dense_rank": hit.dense_rank, "lexical_rank": hit.lexical_rank}
+
+
+def _search(args, settings: Settings) -> int:
+    if not args.query and not args.queries:
+        raise Error("Give a query, or --queries FILE.jsonl.")
+    engine = _engine(settings)
+    if args.queries:
+        for row in _lines(args.queries):
+            hits = engine.search(row["text"], k=args.k, mode=args.mode)
+            print(json.dumps({"id": row["id"], "hits": [_hit_json(h) for h in hits]},
+                             ensure_ascii=False), flush=False)
+        return 0
+    hits = engine.search(args.query, k=args.k, mode=args.mode)
+    if args.json:
+        print(json.dumps([_hit_json(h) for h in hits], ensure_ascii=False, indent=1))
+    for n, h in enumerate(hits, 1) if not args.json else ():
+        c = h.chunk
+        print(f"{n}. [{h.score:.4f}] {c.title} — {c.doc_id} {c.location} (chars {c.start}–{c.end})")
+        print(f"   {c.text}\n")
+    return 0
+
+
+def _ask(args, settings: Settings) -> int:
+    if not args.question and not args.questions:
+        raise Error("Give a question, or --questions FILE.jsonl.")
+    engine = _engine(settings)
+    if args.questions:
+        for row in _lines(args.questions):
+            try:
+                out = {"id": row["id"], **engine.ask(row["text"]).to_dict()}
+            except Error as err:
+                out = {"id": row["id"], "question": row["text"], "error": str(err)}
+            print(json.dumps(out, ensure_ascii=False))
+        return 0
+    answer = engine.ask(args.question)
+    if args.json:
+        print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=1))
+        return 0
+    print(answer.text)
+    for c in answer.citations:
+        print(f"\n[{c.n}] {c.title} — {c.chunk.doc_id} {c.chunk.location} (chars {c.start}–{c.end})")
+        print(f"    “{c.quote}”")
+    return 0 if answer.found else 1
+
+
+def _index(args, settings: Settings) -> int:
+    started = time.perf_counter()
+    engine = _engine(settings, load=False)
+    bar = _Bar()
+    (report,) = engine.reindex(rebuild=args.rebuild, progress=bar)
+    bar.close()
+    print(f"documents: {report.documents}  chunks: {report.chunks}  "
+          f"re-embedded: {report.embedded}  seconds: {report.seconds:.2f} "
+          f"(total with model load {time.perf_counter() - started:.1f})")
+    for doc_id, reason in report.skipped:
+        print(f"skipped {doc_id}: {reason}")
+    return 0
+
+
+def _eval(args, settings: Settings) -> int:
+    from bot import evaluate
+
+    if not args.beir and not args.qa:
+        raise Error("Give a BEIR folder and/or --qa FILE.")
+    if args.beir:
+        results = evaluate.beir(args.beir, settings)
+        print(evaluate.format_beir(results) if not args.json else json.dumps(results, indent=1))
+    if args.qa:
+        engine = _engine(settings)
+        results = evaluate.qa(engine, args.qa, args.split, calibrate_first=args.calibrate)
+        print(evaluate.format_qa(results) if not args.json else json.dumps(results, indent=1))
+    return 0
+
+
+def _run(args, settings: Settings) -> int:
+    from bot.app import run
+
+    return run(settings)

@@ -1,0 +1,85 @@
+"""Settings from the environment and `.env`, in one typed object built at start-up."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+from index.errors import Error
+
+
+class ConfigError(Error):
+    """A setting is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob, with its environment variable name in upper case."""
+
+    data_dir: Path = Path("data")
+    state_dir: Path = Path("state")
+    model: str = "bundled"  # or a local sentence-transformers folder
+    chunk_size: int = 800  # characters
+    chunk_overlap: int = 1  # sentences shared by consecutive chunks of a long paragraph
+    index_type: str = "auto"  # auto | flat | hnsw | ivf
+    ann_threshold: int = 200_000  # chunks; auto switches from exact to IVF above it
+    search_mode: str = "hybrid"  # hybrid | dense | lexical
+    top_k: int = 5
+    max_question_chars: int = 1000
+    # Calibrated with `statement-bot eval --qa tests/qa/statement_qa.jsonl --calibrate`.
+    answer_threshold: float = 0.42
+    max_upload_bytes: int = 5_000_000
+    discord_token: str = field(default="", repr=False)  # a secret: never logged
+    discord_guild_ids: tuple[int, ...] = ()
+    discord_api_base: str = ""
+    discord_gateway_url: str = ""
+    reply_in_thread: bool = False
+    cooldown_seconds: float = 5.0
+    cooldown_questions: int = 3  # per member within cooldown_seconds
+    llm_base_url: str = ""
+    llm_api_key: str = field(default="", repr=False)
+    llm_model: str = "gpt-4o-mini"
+    llm_timeout: float = 20.0
+    log_level: str = ""  # default: INFO for the bot, WARNING for other commands
+
+    @classmethod
+    def load(cls, env_file: str | Path | None = ".env", **overrides: object) -> Settings:
+        """Settings from `.env`, then the process environment (which wins), then overrides."""
+        env: dict[str, str | None] = {}
+        if env_file and Path(env_file).is_file():
+            env.update(dotenv_values(env_file))
+        env.update(os.environ)
+        return cls.from_mapping(env, **overrides)
+
+    @classmethod
+    def from_mapping(cls, env: Mapping[str, str | None], **overrides: object) -> Settings:
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = env.get(f.name.upper())
+            if raw is not None and raw != "":
+                values[f.name] = _parse(f.name, f.type, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+def _parse(name: str, kind: str, raw: str) -> object:
+    try:
+        if kind == "Path":
+            return Path(raw).expanduser()
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "bool":
+            if raw.lower() not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                raise ValueError(raw)
+            return raw.lower() in ("1", "true", "yes", "on")
+        if kind == "tuple[int, ...]":
+            return tuple(int(x) for x in raw.replace(",", " ").split())
+        return raw
+    except ValueError:
+        raise ConfigError(f"{name.upper()}={raw!r} is not a valid {kind}.") from None

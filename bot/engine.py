@@ -1,0 +1,200 @@
+"""The service the CLI and the Discord bot share: indexes per scope, search, answers, uploads.
+
+Methods are synchronous and thread-safe; the Discord layer calls them with asyncio.to_thread.
+Writes (re-index, upload, removal) take one lock and swap the new index in with one assignment,
+so questions keep being answered from the previous index until the new one is published.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from bot.answer import clean_question, compose
+from bot.config import Settings
+from bot.db import Database
+from bot.records import Answer
+from index.embedder import Embedder
+from index.errors import DocumentError, Error, IndexDamaged
+from index.indexer import Progress, Report, update
+from index.loaders import check_upload, load_bytes, safe_filename
+from index.records import Hit
+from index.search import search
+from index.store import DocInfo, Index, Params, Store
+
+log = logging.getLogger(__name__)
+
+SHARED = "shared"
+UPLOADS = "uploads/"  # doc id prefix of a server's own documents
+
+
+class Busy(Error):
+    """Another re-index or upload is running."""
+
+
+class Engine:
+    """Indexes for the shared corpus and each server's uploads, and answers from them."""
+
+    def __init__(self, settings: Settings, embedder: Embedder, db: Database | None = None) -> None:
+        self.settings = settings
+        self.embedder = embedder
+        self.db = db or Database(settings.state_dir / "bot.sqlite3")
+        self.params = Params(
+            embedder.model_id, embedder.dim, settings.chunk_size, settings.chunk_overlap
+        )
+        self.indexes: dict[str, Index] = {}  # replaced whole, never mutated: readers need no lock
+        self._write = threading.Lock()
+
+    # -- start-up ----------------------------------------------------------------------------
+
+    def open(self, progress: Progress | None = None) -> None:
+        """Load every index, building the shared one on first use and any damaged one again."""
+        indexes = {SHARED: self._load_or_build(SHARED, progress)}
+        guilds = self.settings.state_dir / "guilds"
+        for folder in sorted(guilds.iterdir()) if guilds.is_dir() else []:
+            if folder.name.isdigit() and (folder / "docs").is_dir():
+                indexes[folder.name] = self._load_or_build(folder.name, progress)
+        self.indexes = indexes
+
+    def _load_or_build(self, scope: str, progress: Progress | None) -> Index:
+        store = self._store(scope)
+        store.cleanup()  # leftovers of a build that crashed
+        try:
+            index = store.load(self.params)
+        except IndexDamaged as err:
+            log.error("%s Rebuilding it.", err)
+            index = None
+        if index is None:
+            index, _ = self._update(scope, rebuild=True, progress=progress)
+        return index
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def search(
+        self, query: str, guild_id: int | None = None, k: int | None = None, mode: str | None = None
+    ) -> list[Hit]:
+        """The best passages for a query, from the shared corpus and this server's uploads."""
+        indexes = [self.indexes[SHARED]]
+        if guild_id is not None and str(guild_id) in self.indexes:
+            indexes.append(self.indexes[str(guild_id)])
+        qvec = self.embedder.encode([query])[0]
+        return search(indexes, query, qvec, k or self.settings.top_k, mode or self.settings.search_mode)
+
+    def ask(self, question: str, guild_id: int | None = None, context: str | None = None) -> Answer:
+        """An extractive, cited answer; `context` is the previous question of a conversation."""
+        question = clean_question(question, self.settings.max_question_chars)
+        query = f"{context} {question}" if context else question
+        return compose(question, self.search(query, guild_id), self.settings.answer_threshold)
+
+    def documents(self, guild_id: int | None = None) -> list[DocInfo]:
+        """The documents answers can draw on here: shared ones, then this server's own."""
+        scopes = [SHARED] + ([str(guild_id)] if guild_id is not None else [])
+        return [info for s in scopes if s in self.indexes for info in self.indexes[s].infos.values()]
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def reindex(
+        self, guild_id: int | None = None, rebuild: bool = False, progress: Progress | None = None
+    ) -> list[Report]:
+        """Re-scan the shared data folder (and this server's uploads) incrementally."""
+        with self._exclusive():
+            scopes = [SHARED] + ([str(guild_id)] if str(guild_id) in self.indexes else [])
+            return [self._update(s, rebuild=rebuild, progress=progress)[1] for s in scopes]
+
+    def add_document(
+        self, guild_id: int, filename: str, data: bytes, user_id: int, title: str | None = None
+    ) -> Report:
+        """Validate an upload completely, then store and index it for this server only."""
+        name = safe_filename(filename)
+        check_upload(name, data, self.settings.max_upload_bytes)
+        doc = load_bytes(name, data, UPLOADS + name, title)  # raises before anything is written
+        with self._exclusive():
+            folder = self._docs(guild_id)
+            path = folder / name
+            if path.exists():
+                raise DocumentError(f"{name} is already indexed here; remove it first.")
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                tmp = folder / f".{name}.part"
+                tmp.write_bytes(data)
+                os.replace(tmp, path)
+                self.db.add_document(guild_id, doc.doc_id, doc.title, user_id)
+                _, report = self._update(str(guild_id))
+            except (OSError, Error) as err:
+                path.unlink(missing_ok=True)
+                (folder / f".{name}.part").unlink(missing_ok=True)
+                self.db.remove_document(guild_id, doc.doc_id)
+                raise _storage_error(err) from err
+            log.info("user %s added %s to guild %s", user_id, doc.doc_id, guild_id)
+            return report
+
+    def remove_document(self, guild_id: int, doc_id: str, user_id: int) -> Report:
+        """Remove one of this server's uploads and its chunks."""
+        with self._exclusive():
+            path = self._docs(guild_id) / doc_id.removeprefix(UPLOADS)
+            if not doc_id.startswith(UPLOADS) or not path.is_file():
+                raise DocumentError(f"{doc_id} is not one of this server's documents.")
+            trash = path.with_name(f".{path.name}.removed")
+            os.replace(path, trash)  # restorable until the new index is published
+            try:
+                _, report = self._update(str(guild_id))
+            except (OSError, Error) as err:
+                os.replace(trash, path)
+                raise _storage_error(err) from err
+            trash.unlink()
+            self.db.remove_document(guild_id, doc_id)
+            log.info("user %s removed %s from guild %s", user_id, doc_id, guild_id)
+            return report
+
+    def _update(
+        self, scope: str, rebuild: bool = False, progress: Progress | None = None
+    ) -> tuple[Index, Report]:
+        guild = scope != SHARED
+        root = self._docs(int(scope)) if guild else self.settings.data_dir
+        index, report = update(
+            self._store(scope),
+            root,
+            self.params,
+            self.embedder,
+            prefix=UPLOADS if guild else "",
+            kind=self.settings.index_type,
+            ann_threshold=self.settings.ann_threshold,
+            rebuild=rebuild,
+            titles=self.db.titles(int(scope)) if guild else None,
+            progress=progress,
+        )
+        if guild and not len(index):  # the last upload was removed
+            shutil.rmtree(self._store(scope).folder, ignore_errors=True)
+            self.indexes = {s: ix for s, ix in self.indexes.items() if s != scope}
+        else:
+            self.indexes = {**self.indexes, scope: index}
+        return index, report
+
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        if not self._write.acquire(blocking=False):
+            raise Busy("A re-index is already running; try again when it has finished.")
+        try:
+            yield
+        finally:
+            self._write.release()
+
+    def _store(self, scope: str) -> Store:
+        return Store(self.settings.state_dir / "indexes" / scope)
+
+    def _docs(self, guild_id: int) -> Path:
+        return self.settings.state_dir / "guilds" / str(guild_id) / "docs"
+
+
+def _storage_error(err: Exception) -> Error:
+    if isinstance(err, Error):
+        return err
+    return Error(
+        f"Could not save the document or index ({err.strerror or err}). "
+        "Nothing was changed: the previous index is still answering."
+    )

@@ -1,0 +1,276 @@
+"""An index version on disk: chunks, vectors, FAISS and BM25, with a checked manifest.
+
+Versions are written aside and published by atomically replacing the `CURRENT` pointer, so a
+crash at any point leaves the previous version loadable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from index.chunking import fold
+from index.errors import Error, IndexDamaged, IndexMismatch
+from index.lexical import Lexical
+from index.records import Chunk, Document
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+KINDS = ("flat", "hnsw", "ivf")
+
+
+@dataclass(frozen=True)
+class Params:
+    """Everything that must match between the index on disk and the running engine."""
+
+    model: str
+    dim: int
+    chunk_size: int
+    chunk_overlap: int
+
+
+@dataclass(frozen=True)
+class DocInfo:
+    """A document as indexed: `sha256` is of the file's bytes, for change detection."""
+
+    doc_id: str
+    title: str
+    source: str
+    sha256: str
+    chunks: int
+    indexed_at: str
+
+
+def choose_kind(n: int, setting: str, threshold: int) -> str:
+    """The FAISS index type: exact below `threshold` chunks, approximate (IVF) above."""
+    if setting == "auto":
+        return "flat" if n < threshold else "ivf"
+    if setting not in KINDS:
+        raise Error(f"Unknown index type {setting!r}: use auto, {', '.join(KINDS)}.")
+    return setting
+
+
+def make_faiss(vectors: np.ndarray, kind: str, nprobe: int = 32) -> faiss.Index:
+    """A FAISS inner-product index over unit vectors (so scores are cosines)."""
+    n, dim = vectors.shape
+    if kind == "flat" or n == 0:
+        index = faiss.IndexFlatIP(dim)
+    elif kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = 80
+        index.hnsw.efSearch = 96
+    else:
+        nlist = max(1, min(4 * int(np.sqrt(n)), n // 39))  # FAISS wants >= 39 points per list
+        index = faiss.index_factory(dim, f"IVF{nlist},SQ8", faiss.METRIC_INNER_PRODUCT)
+        sample = vectors[np.random.default_rng(0).permutation(n)[: 256 * nlist]]
+        index.train(np.ascontiguousarray(sample))
+        index.nprobe = nprobe
+    if n:
+        index.add(np.ascontiguousarray(vectors))
+    return index
+
+
+class Index:
+    """One immutable, searchable index version."""
+
+    def __init__(
+        self,
+        params: Params,
+        kind: str,
+        docs: dict[str, Document],
+        infos: dict[str, DocInfo],
+        chunks: list[Chunk],
+        vectors: np.ndarray,
+        sentence_vectors: np.ndarray,
+        faiss_index: faiss.Index | None = None,
+        lexical: Lexical | None = None,
+    ) -> None:
+        self.params = params
+        self.kind = kind
+        self.docs = docs
+        self.infos = infos
+        self.chunks = chunks
+        self.vectors = vectors
+        self.sentence_vectors = sentence_vectors  # all chunks' sentences, in chunk order
+        counts = np.fromiter((len(c.sentences) for c in chunks), np.int64, len(chunks))
+        self.sentence_start = np.concatenate([[0], np.cumsum(counts)])
+        self.faiss = faiss_index if faiss_index is not None else make_faiss(vectors, kind)
+        self.lexical = lexical or Lexical.build([fold(c.text) for c in chunks])
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def dense(self, qvec: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Ids and cosine scores of the `n` nearest chunks, best first."""
+        if not len(self) or n <= 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        scores, ids = self.faiss.search(qvec.reshape(1, -1), min(n, len(self)))
+        keep = ids[0] >= 0  # FAISS pads missing results with -1
+        return ids[0][keep], scores[0][keep]
+
+    def sentence_scores(self, i: int, qvec: np.ndarray) -> np.ndarray:
+        """Cosine of each sentence of chunk `i` to the query vector."""
+        rows = self.sentence_vectors[self.sentence_start[i] : self.sentence_start[i + 1]]
+        return rows.astype(np.float32) @ qvec
+
+    # -- persistence ---------------------------------------------------------------------
+
+    def save(self, folder: Path) -> None:
+        """Write this version into an empty folder, manifest (with checksums) last."""
+        folder.mkdir(parents=True)
+        with open(folder / "docs.jsonl", "w", encoding="utf-8") as f:
+            for doc_id, doc in self.docs.items():
+                row = {**asdict(self.infos[doc_id]), "text": doc.text, "pages": list(doc.pages)}
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        with open(folder / "chunks.jsonl", "w", encoding="utf-8") as f:
+            for c in self.chunks:
+                row = [c.doc_id, c.start, c.end, c.location, [list(s) for s in c.sentences]]
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        np.save(folder / "vectors.npy", self.vectors)
+        np.save(folder / "sentences.npy", self.sentence_vectors.astype(np.float16))
+        if self.kind != "flat":
+            faiss.write_index(self.faiss, str(folder / "faiss.index"))
+        self.lexical.save(folder / "bm25")
+        files = sorted(p for p in folder.rglob("*") if p.is_file())
+        manifest = {
+            "format": FORMAT,
+            "params": asdict(self.params),
+            "kind": self.kind,
+            "chunks": len(self.chunks),
+            "docs": {d: info.sha256 for d, info in self.infos.items()},
+            "files": {p.relative_to(folder).as_posix(): _sha256(p) for p in files},
+        }
+        for p in files:
+            _fsync(p)
+        _write_atomic(folder / "manifest.json", json.dumps(manifest, indent=1))
+
+    @classmethod
+    def load(cls, folder: Path, params: Params) -> Index:
+        """Load a version, refusing one built with other parameters or damaged on disk."""
+        try:
+            manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise IndexDamaged(f"The index in {folder} has no readable manifest ({err}).") from err
+        check_params(manifest.get("params", {}), params, folder)
+        for name, digest in manifest["files"].items():
+            path = folder / name
+            if not path.is_file() or _sha256(path) != digest:
+                raise IndexDamaged(f"The index in {folder} is damaged: {name} fails its checksum.")
+        docs, infos = {}, {}
+        with open(folder / "docs.jsonl", encoding="utf-8") as f:
+            for line in f:
+                row = json.loads(line)
+                text, pages = row.pop("text"), tuple(row.pop("pages"))
+                info = DocInfo(**row)
+                infos[info.doc_id] = info
+                docs[info.doc_id] = Document(info.doc_id, info.title, text, info.source, pages)
+        chunks = []
+        with open(folder / "chunks.jsonl", encoding="utf-8") as f:
+            for line in f:
+                doc_id, a, b, location, sents = json.loads(line)
+                doc = docs[doc_id]
+                sentences = tuple((s, e) for s, e in sents)
+                chunks.append(Chunk(doc_id, doc.title, a, b, doc.text[a:b], location, sentences))
+        kind = manifest["kind"]
+        vectors = np.load(folder / "vectors.npy", mmap_mode="r")
+        index = faiss.read_index(str(folder / "faiss.index")) if kind != "flat" else None
+        return cls(
+            params,
+            kind,
+            docs,
+            infos,
+            chunks,
+            vectors,
+            np.load(folder / "sentences.npy", mmap_mode="r"),
+            index,
+            Lexical.load(folder / "bm25", len(chunks)),
+        )
+
+
+def check_params(found: dict, expected: Params, where: Path | str) -> None:
+    """Raise a clear error when an index was built with other settings than the engine's."""
+    wanted = asdict(expected)
+    diffs = [f"{k}={found.get(k)!r} (now {v!r})" for k, v in wanted.items() if found.get(k) != v]
+    if diffs:
+        raise IndexMismatch(
+            f"The index in {where} was built with other settings: {', '.join(diffs)}. "
+            "Rebuild it with `statement-bot index --rebuild`, or restore those settings."
+        )
+
+
+class Store:
+    """A folder of index versions, with `CURRENT` naming the live one."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def current(self) -> Path | None:
+        try:
+            name = (self.folder / "CURRENT").read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            return None
+        return self.folder / name
+
+    def load(self, params: Params) -> Index | None:
+        """The live version, or None when nothing was ever published here."""
+        folder = self.current()
+        return Index.load(folder, params) if folder else None
+
+    def publish(self, index: Index) -> Path:
+        """Write `index` as a new version and make it the live one in a single rename."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        name = f"v{time.time_ns()}"
+        tmp = self.folder / f"{name}.tmp"
+        index.save(tmp)
+        os.replace(tmp, self.folder / name)
+        _fsync(self.folder)
+        _write_atomic(self.folder / "CURRENT", name)
+        self.cleanup()
+        return self.folder / name
+
+    def cleanup(self) -> None:
+        """Remove every version but the live one: leftovers of crashed or replaced builds."""
+        if not self.folder.is_dir():
+            return
+        live = self.current()
+        for path in self.folder.iterdir():
+            if path.is_dir() and path != live:
+                shutil.rmtree(path, ignore_errors=True)
+            elif path.name.endswith(".tmp"):
+                path.unlink(missing_ok=True)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync(path.parent)
