@@ -130,10 +130,9 @@ class Engine:
                 (folder / f".{name}.part").unlink(missing_ok=True)
                 self.db.remove_document(guild_id, doc.doc_id)
                 raise _storage_error(err) from err
-            log.info("user %s added %s to guild %s", user_id, doc.doc_id, guild_id)
             return report
 
-    def remove_document(self, guild_id: int, doc_id: str, user_id: int) -> Report:
+    def remove_document(self, guild_id: int, doc_id: str) -> Report:
         """Remove one of this server's uploads and its chunks."""
         with self._exclusive():
             path = self._docs(guild_id) / doc_id.removeprefix(UPLOADS)
@@ -148,7 +147,6 @@ class Engine:
                 raise _storage_error(err) from err
             trash.unlink()
             self.db.remove_document(guild_id, doc_id)
-            log.info("user %s removed %s from guild %s", user_id, doc_id, guild_id)
             return report
 
     def _update(

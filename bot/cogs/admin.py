@@ -1,0 +1,129 @@
+"""Document management: /docs list|add|remove, /reindex and /feedback."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.app import reply
+from bot.engine import UPLOADS, Engine
+from bot.render import escape, render_documents, shorten
+from index.errors import DocumentError
+from index.indexer import Report
+
+log = logging.getLogger(__name__)
+PROGRESS_EVERY = 1.5  # seconds between progress edits, well inside Discord's rate limits
+
+admin_only = app_commands.checks.has_permissions(manage_guild=True)  # checked by the bot too
+
+
+def summary(reports: list[Report]) -> str:
+    docs = sum(r.documents for r in reports)
+    chunks = sum(r.chunks for r in reports)
+    embedded = sum(r.embedded for r in reports)
+    seconds = sum(r.seconds for r in reports)
+    lines = [f"Indexed {docs} documents, {chunks} chunks ({embedded} re-embedded) "
+             f"in {seconds:.1f} s."]
+    lines += [f"Skipped `{escape(d)}`: {escape(reason)}" for r in reports for d, reason in r.skipped]
+    return shorten("\n".join(lines), 1900)
+
+
+class Admin(commands.Cog):
+    """Documents, re-indexing and feedback; changes need Manage Server."""
+
+    docs = app_commands.Group(
+        name="docs", description="The documents answers draw on", guild_only=True
+    )
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @docs.command(name="list")
+    async def docs_list(self, interaction: discord.Interaction) -> None:
+        """List the documents answers here can quote."""
+        docs = self.engine.documents(interaction.guild_id)
+        rows = [(d.doc_id, d.title, d.chunks, d.indexed_at) for d in docs]
+        await reply(interaction, render_documents(rows))
+
+    @docs.command(name="add")
+    @app_commands.describe(file="A .txt, .md, .html, .pdf or .docx file", title="Title to show")
+    @admin_only
+    async def docs_add(
+        self, interaction: discord.Interaction, file: discord.Attachment, title: str | None = None
+    ) -> None:
+        """Add a document for this server's answers."""
+        limit = self.engine.settings.max_upload_bytes
+        if file.size > limit:  # refuse before downloading it
+            raise DocumentError(f"{file.filename} is {file.size:,} bytes; the limit is {limit:,}.")
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        data = await file.read()
+        log.info("%s (%s) adds %s to guild %s", interaction.user, interaction.user.id,
+                 file.filename, interaction.guild_id)
+        report = await asyncio.to_thread(
+            self.engine.add_document, interaction.guild_id, file.filename, data,
+            interaction.user.id, title,
+        )
+        await reply(interaction, f"Added `{escape(file.filename)}`: {report.chunks} chunks "
+                                 f"indexed in {report.seconds:.1f} s. Ask away!")
+
+    @docs.command(name="remove")
+    @app_commands.describe(document="One of this server's documents")
+    @admin_only
+    async def docs_remove(self, interaction: discord.Interaction, document: str) -> None:
+        """Remove one of this server's documents."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        log.info("%s (%s) removes %s from guild %s", interaction.user, interaction.user.id,
+                 document, interaction.guild_id)
+        await asyncio.to_thread(self.engine.remove_document, interaction.guild_id, document)
+        await reply(interaction, f"Removed `{escape(document)}`.")
+
+    @docs_remove.autocomplete("document")
+    async def _documents(self, interaction: discord.Interaction, current: str):
+        return [
+            app_commands.Choice(name=shorten(f"{d.title} ({d.doc_id})", 100), value=d.doc_id)
+            for d in self.engine.documents(interaction.guild_id)
+            if d.doc_id.startswith(UPLOADS) and current.lower() in (d.doc_id + d.title).lower()
+        ][:25]
+
+    @app_commands.command(name="reindex")
+    @app_commands.guild_only()
+    @app_commands.default_permissions(manage_guild=True)
+    @admin_only
+    async def reindex(self, interaction: discord.Interaction) -> None:
+        """Re-scan the documents and update the index."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        log.info("%s (%s) re-indexes guild %s", interaction.user, interaction.user.id,
+                 interaction.guild_id)
+        loop = asyncio.get_running_loop()
+        edits: list = []
+
+        def progress(done: int, total: int) -> None:  # runs in the worker thread
+            if not edits or time.monotonic() - edits[-1][0] >= PROGRESS_EVERY:
+                text = f"Re-indexing… {done}/{total} chunks embedded."
+                edit = interaction.edit_original_response(content=text)
+                edits.append((time.monotonic(), asyncio.run_coroutine_threadsafe(edit, loop)))
+
+        try:
+            reports = await asyncio.to_thread(
+                self.engine.reindex, interaction.guild_id, False, progress
+            )
+        finally:  # let progress edits land first, so none overwrites the outcome
+            await asyncio.gather(*(asyncio.wrap_future(f) for _, f in edits),
+                                 return_exceptions=True)
+        await interaction.edit_original_response(content=summary(reports))
+
+    @app_commands.command(name="feedback")
+    @app_commands.guild_only()
+    @app_commands.default_permissions(manage_guild=True)
+    @admin_only
+    async def feedback(self, interaction: discord.Interaction) -> None:
+        """Summarise members' votes on answers."""
+        up, down, worst = await asyncio.to_thread(self.engine.db.feedback, interaction.guild_id)
+        lines = [f"👍 {up}   👎 {down}"]
+        lines += [f"👎 {n}: {escape(shorten(q, 150))}" for q, n in worst]
+        await reply(interaction, "\n".join(lines))

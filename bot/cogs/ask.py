@@ -1,0 +1,152 @@
+"""/ask, @mentions, follow-ups in threads and replies, and the 👍/👎 buttons."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections import OrderedDict, deque
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.answer import QuestionError, clean_question
+from bot.app import NO_PINGS, reply
+from bot.config import Settings
+from bot.engine import Engine
+from bot.records import Answer
+from bot.render import render_answer, shorten
+
+log = logging.getLogger(__name__)
+REMEMBERED = 5000  # conversations (threads, answer messages) kept for follow-ups
+
+
+class Cooldown:
+    """At most `count` questions per member within `seconds`."""
+
+    def __init__(self, count: int, seconds: float) -> None:
+        self.count, self.seconds = count, seconds
+        self.asked: dict[int, deque[float]] = {}
+
+    def check(self, user_id: int) -> None:
+        now = time.monotonic()
+        times = self.asked.setdefault(user_id, deque())
+        while times and now - times[0] > self.seconds:
+            times.popleft()
+        if len(times) >= self.count:
+            wait = self.seconds - (now - times[0])
+            raise QuestionError(f"You're asking quickly! Please wait {wait:.0f} s and ask again.")
+        times.append(now)
+
+
+class VoteButton(discord.ui.DynamicItem[discord.ui.Button], template=r"vote:(?P<id>\d+):(?P<v>-?1)"):
+    """A 👍 or 👎 under an answer; survives restarts because its state is in its custom id."""
+
+    def __init__(self, answer_id: int, vote: int) -> None:
+        super().__init__(
+            discord.ui.Button(
+                emoji="👍" if vote > 0 else "👎",
+                style=discord.ButtonStyle.secondary,
+                custom_id=f"vote:{answer_id}:{vote}",
+            )
+        )
+        self.answer_id, self.vote = answer_id, vote
+
+    @classmethod
+    async def from_custom_id(cls, interaction, item, match: re.Match[str]) -> VoteButton:
+        return cls(int(match["id"]), int(match["v"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        engine: Engine = interaction.client.engine  # type: ignore[attr-defined]
+        await asyncio.to_thread(engine.db.vote, self.answer_id, interaction.user.id, self.vote)
+        await reply(interaction, "Thanks, your vote is recorded.")
+
+
+def votes(answer_id: int) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    view.add_item(VoteButton(answer_id, 1))
+    view.add_item(VoteButton(answer_id, -1))
+    return view
+
+
+class Ask(commands.Cog):
+    """Members' questions."""
+
+    def __init__(self, engine: Engine, settings: Settings) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.cooldown = Cooldown(settings.cooldown_questions, settings.cooldown_seconds)
+        # Message or thread id -> the question answered there, for follow-ups.
+        self.asked: OrderedDict[int, str] = OrderedDict()
+
+    async def answer(
+        self, question: str, user_id: int, guild_id: int | None, channel_id: int | None,
+        context: str | None = None,
+    ) -> tuple[Answer, dict]:
+        """Answer off the event loop and record it; returns the answer and message kwargs."""
+        answer = await asyncio.to_thread(self.engine.ask, question, guild_id, context)
+        answer_id = await asyncio.to_thread(
+            self.engine.db.record_answer, guild_id, channel_id, user_id, answer.to_dict()
+        )
+        rendered = render_answer(answer)
+        kwargs: dict = {"content": rendered.content, "allowed_mentions": NO_PINGS,
+                        "view": votes(answer_id)}
+        if rendered.embed:
+            kwargs["embed"] = rendered.embed
+        return answer, kwargs
+
+    def remember(self, key: int, question: str) -> None:
+        self.asked[key] = question
+        self.asked.move_to_end(key)
+        while len(self.asked) > REMEMBERED:
+            self.asked.popitem(last=False)
+
+    @app_commands.command(name="ask")
+    @app_commands.describe(question="Your question", private="Only you see the answer")
+    async def ask(
+        self, interaction: discord.Interaction, question: str, private: bool = False
+    ) -> None:
+        """Ask a question about the documents; the answer quotes its sources."""
+        question = clean_question(question, self.settings.max_question_chars)
+        self.cooldown.check(interaction.user.id)
+        await interaction.response.defer(ephemeral=private, thinking=True)
+        _, kwargs = await self.answer(
+            question, interaction.user.id, interaction.guild_id, interaction.channel_id
+        )
+        message = await interaction.followup.send(ephemeral=private, wait=True, **kwargs)
+        self.remember(message.id, question)
+
+    @commands.Cog.listener()
+    async def on_message(self, message: discord.Message) -> None:
+        """Answer @mentions, follow-ups in the bot's threads, and replies to its answers."""
+        me = message.guild.me if message.guild else None
+        if message.author.bot or me is None:
+            return
+        ref = message.reference
+        context = self.asked.get(message.channel.id) or (ref and self.asked.get(ref.message_id))
+        if me not in message.mentions and context is None:
+            return
+        text = re.sub(rf"<@!?{me.id}>", " ", message.content)
+        try:
+            question = clean_question(text, self.settings.max_question_chars)
+            self.cooldown.check(message.author.id)
+        except QuestionError as err:
+            await message.reply(str(err), mention_author=False, allowed_mentions=NO_PINGS)
+            return
+        async with message.channel.typing():
+            answer, kwargs = await self.answer(
+                question, message.author.id, message.guild.id, message.channel.id, context
+            )
+        in_thread = isinstance(message.channel, discord.Thread)
+        if self.settings.reply_in_thread and not in_thread:
+            thread = await message.create_thread(name=shorten(question, 90))
+            self.remember(thread.id, question)
+            sent = await thread.send(**kwargs)
+        else:
+            sent = await message.reply(mention_author=False, **kwargs)
+            if in_thread:
+                self.remember(message.channel.id, question)
+        self.remember(sent.id, question)
+        log.info("answered %s for %s (found=%s)", message.id, message.author.id, answer.found)

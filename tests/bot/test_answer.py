@@ -1,0 +1,53 @@
+import pytest
+
+from bot.answer import NOT_FOUND, QuestionError, clean_question, compose
+from bot.records import Answer
+from index.records import Chunk, Hit
+
+TEXT = "Alpha is first. Beta is second.\n\nGamma is third."
+
+
+def chunk(a, b, sents):
+    return Chunk("doc.txt", "Doc", a, b, TEXT[a:b], "¶1", tuple(sents))
+
+
+ONE = chunk(0, 31, [(0, 15), (16, 31)])
+TWO = chunk(33, 48, [(33, 48)])
+
+
+def test_adjacent_sentences_merge_into_one_exact_quote():
+    hits = [Hit(ONE, 1.0, 0.9, 1, 1, (0.9, 0.88)), Hit(TWO, 0.5, 0.2, 2, None, (0.1,))]
+    answer = compose("What are alpha and beta?", hits, threshold=0.3)
+    assert answer.found
+    assert [c.quote for c in answer.citations] == ["Alpha is first. Beta is second."]
+    c = answer.citations[0]
+    assert TEXT[c.start : c.end] == c.quote and c.n == 1
+    assert answer.text == "According to “Doc”: Alpha is first. Beta is second. [1]"
+
+
+def test_sentences_keep_document_order_and_numbering():
+    hits = [Hit(TWO, 1.0, 0.9, 1, 1, (0.95,)), Hit(ONE, 0.9, 0.9, 2, 2, (0.9, 0.1))]
+    answer = compose("alpha gamma", hits, threshold=0.3)
+    assert [c.quote for c in answer.citations] == ["Alpha is first.", "Gamma is third."]
+    assert answer.text.endswith("Alpha is first. [1] Gamma is third. [2]")
+
+
+def test_below_threshold_refuses_plainly():
+    hits = [Hit(ONE, 1.0, 0.1, 1, None, (0.1, 0.05))]
+    answer = compose("Who won the cup?", hits, threshold=0.5)
+    assert answer == Answer("Who won the cup?", NOT_FOUND, (), False)
+    assert compose("anything", [], threshold=0.0).found is False
+
+
+@pytest.mark.parametrize(
+    "question, message",
+    [("", "empty"), ("   \n\t ", "empty"), ("?!… 🙂🙂", "only symbols"), ("x" * 1001, "1,001")],
+)
+def test_bad_questions_get_specific_errors(question, message):
+    with pytest.raises(QuestionError, match=message):
+        clean_question(question, 1000)
+
+
+def test_control_characters_and_markup_stay_plain_text():
+    assert clean_question("what\x00about\x1b[31m `@everyone`?\n", 100) == (
+        "what about [31m `@everyone`?")

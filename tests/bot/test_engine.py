@@ -1,0 +1,83 @@
+"""The shipped statement end to end through the engine: real model, FAISS, files, SQLite."""
+
+import json
+
+import pytest
+
+from bot.engine import Busy
+from index.errors import DocumentError
+from tests.conftest import STATEMENT
+
+TEXT = STATEMENT.read_text(encoding="utf-8")
+
+
+def test_answer_quotes_the_statement_exactly(engine):
+    answer = engine.ask("How long has Corbyn been the MP for Islington North?")
+    assert answer.found
+    assert "over 40 years" in answer.text
+    for c in answer.citations:
+        assert TEXT[c.start : c.end] == c.quote
+        assert f"[{c.n}]" in answer.text
+        assert c.chunk.doc_id == "statement.txt" and c.chunk.location.startswith("¶")
+
+
+def test_unanswerable_question_is_refused(engine):
+    answer = engine.ask("What is the recipe for a good lasagne?")
+    assert not answer.found and answer.citations == ()
+    assert answer.text == "The indexed documents don't answer that."
+
+
+def test_json_contract_markers_match_citations(engine):
+    data = engine.ask("What did Momentum say about Diane Abbott?").to_dict()
+    assert set(data) == {"question", "answer", "found", "citations"}
+    numbers = [c["n"] for c in data["citations"]]
+    assert numbers == list(range(1, len(numbers) + 1))
+    for n in numbers:
+        assert data["answer"].count(f"[{n}]") == 1
+    for c in data["citations"]:
+        assert set(c) == {"n", "doc_id", "title", "location", "quote", "start", "end", "score"}
+    json.dumps(data)
+
+
+def test_uploads_are_answerable_only_in_their_server(make_engine):
+    engine = make_engine()
+    text = b"The Hackney allotment committee meets every second Tuesday in the old library."
+    report = engine.add_document(111, "allotments.txt", text, user_id=5)
+    assert report.embedded >= 1
+    question = "When does the allotment committee meet?"
+    here = engine.ask(question, guild_id=111)
+    assert here.found and here.citations[0].chunk.doc_id == "uploads/allotments.txt"
+    assert "second Tuesday" in here.citations[0].quote
+    assert not any(c.chunk.doc_id.startswith("uploads/") for c in engine.ask(question, 222).citations)
+    assert [d.doc_id for d in engine.documents(222)] == ["statement.txt"]
+    assert [d.doc_id for d in engine.documents(111)] == ["statement.txt", "uploads/allotments.txt"]
+
+    engine.remove_document(111, "uploads/allotments.txt")
+    assert [d.doc_id for d in engine.documents(111)] == ["statement.txt"]
+    with pytest.raises(DocumentError, match="not one of this server"):
+        engine.remove_document(111, "statement.txt")
+
+
+def test_bad_upload_changes_nothing(make_engine):
+    engine = make_engine()
+    before = dict(engine.indexes)
+    with pytest.raises(DocumentError):
+        engine.add_document(111, "../evil.txt", b"text", user_id=1)
+    with pytest.raises(DocumentError):
+        engine.add_document(111, "empty.txt", b"", user_id=1)
+    assert engine.indexes == before
+    assert not (engine.settings.state_dir / "guilds" / "111" / "docs").exists()
+
+
+def test_second_writer_is_told_busy(make_engine):
+    engine = make_engine()
+    with engine._exclusive(), pytest.raises(Busy, match="already running"):
+        engine.reindex()
+
+
+def test_state_survives_a_restart(make_engine, embedder):
+    engine = make_engine()
+    engine.add_document(7, "notes.md", b"# Notes\n\nThe quorum is twelve members.", user_id=1)
+    again = make_engine()
+    assert "uploads/notes.md" in [d.doc_id for d in again.documents(7)]
+    assert again.ask("What is the quorum?", guild_id=7).found

@@ -1,0 +1,45 @@
+"""Shared fixtures: the real bundled model, loaded once per test session."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bot.config import Settings
+from bot.engine import Engine
+from index.embedder import Embedder
+
+ROOT = Path(__file__).resolve().parent.parent
+STATEMENT = ROOT / "data" / "statement.txt"
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    return Embedder()
+
+
+@pytest.fixture
+def make_engine(tmp_path: Path, embedder: Embedder):
+    """A factory of engines over a fresh copy of the shipped data, in tmp_path."""
+
+    def make(**overrides: object) -> Engine:
+        data = tmp_path / "data"
+        if not data.exists():
+            shutil.copytree(ROOT / "data", data)
+        settings = Settings(data_dir=data, state_dir=tmp_path / "state", **overrides)
+        engine = Engine(settings, embedder)
+        engine.open()
+        return engine
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def engine(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Engine:
+    """One engine over the shipped statement, shared by read-only tests."""
+    state = tmp_path_factory.mktemp("state")
+    engine = Engine(Settings(data_dir=ROOT / "data", state_dir=state), embedder)
+    engine.open()
+    return engine
