@@ -191,7 +191,9 @@ def _eval(args, settings: Settings) -> int:
     if not args.beir and not args.qa:
         raise Error("Give a BEIR folder and/or --qa FILE.")
     if args.beir:
-        results = evaluate.beir(args.beir, settings)
+        bar = _Bar()
+        results = evaluate.beir(args.beir, settings, progress=bar)
+        bar.close()
         print(evaluate.format_beir(results) if not args.json else json.dumps(results, indent=1))
     if args.qa:
         engine = _engine(settings)
@@ -204,3 +206,7 @@ def _run(args, settings: Settings) -> int:
     from bot.app import run
 
     return run(settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

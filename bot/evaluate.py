@@ -67,7 +67,9 @@ def load_beir(folder: Path) -> tuple[list[Document], dict[str, str], dict[str, d
     return docs, queries, qrels
 
 
-def beir(folder: Path, settings: Settings, embedder: Embedder | None = None) -> dict:
+def beir(
+    folder: Path, settings: Settings, embedder: Embedder | None = None, progress=None
+) -> dict:
     """Mean metrics per retrieval mode; the index is cached in the state folder."""
     docs, queries, qrels = load_beir(folder)
     embedder = embedder or Embedder(settings.model)
@@ -78,7 +80,7 @@ def beir(folder: Path, settings: Settings, embedder: Embedder | None = None) -> 
     if index is None:
         infos = {d.doc_id: DocInfo(d.doc_id, d.title, d.source, digest, 0, "") for d in docs}
         index, _ = build(docs, infos, params, embedder, kind=settings.index_type,
-                         ann_threshold=settings.ann_threshold)
+                         ann_threshold=settings.ann_threshold, progress=progress)
         store.publish(index)
     ids = list(queries)
     qvecs = embedder.encode([queries[q] for q in ids])

@@ -1,0 +1,234 @@
+"""The Discord stand-in drives the real discord.py client: commands, buttons, messages, resumes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+from collections.abc import AsyncIterator
+
+import aiohttp
+import discord  # noqa: TID251 - this file tests the stand-in against discord.py itself
+import pytest
+import yarl
+from discord import app_commands  # noqa: TID251
+from discord.ext import commands  # noqa: TID251
+
+from tests.fake_discord import FakeDiscord
+
+GUILD = 1_200_000_000_000_000_001
+CHANNEL = 1_200_000_000_000_000_002
+USER = 1_200_000_000_000_000_003
+DOCUMENTS = ["alpha.txt", "beta.txt", "gamma.txt"]
+
+
+@app_commands.command()
+async def ping(interaction: discord.Interaction) -> None:
+    """Defer with "thinking", then follow up."""
+    await interaction.response.defer(thinking=True)
+    await interaction.followup.send("pong")
+
+
+class VoteView(discord.ui.View):
+    """One button that rewrites the message it is on."""
+
+    @discord.ui.button(label="Up", custom_id="vote:up")
+    async def up(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
+        """Replace the message with the vote."""
+        await interaction.response.edit_message(content=f"up from {interaction.user.id}", view=None)
+
+
+@app_commands.command()
+async def vote(interaction: discord.Interaction) -> None:
+    """Answer with a button."""
+    await interaction.response.send_message("Vote?", view=VoteView())
+
+
+docs = app_commands.Group(name="docs", description="Documents")
+
+
+@docs.command(name="add")
+async def docs_add(interaction: discord.Interaction, file: discord.Attachment) -> None:
+    """Download the attachment and echo it back with its size."""
+    await interaction.response.defer(ephemeral=True, thinking=True)
+    data = await file.read()
+    echo = discord.File(io.BytesIO(data), filename=f"echo-{file.filename}")
+    await interaction.followup.send(f"{file.filename}: {len(data)} bytes", file=echo)
+
+
+@docs.command(name="remove")
+async def docs_remove(interaction: discord.Interaction, document: str) -> None:
+    """Acknowledge the removal."""
+    await interaction.response.send_message(f"removed {document}")
+
+
+@docs_remove.autocomplete("document")
+async def documents(interaction: discord.Interaction, current: str) -> list[app_commands.Choice]:
+    """Documents whose name starts with what was typed."""
+    return [app_commands.Choice(name=d, value=d) for d in DOCUMENTS if d.startswith(current)]
+
+
+class TinyBot(commands.Bot):
+    """Global /ping and /vote, guild-scoped /docs, and replies to @mentions."""
+
+    def __init__(self) -> None:
+        intents = discord.Intents.default()
+        intents.message_content = True
+        super().__init__(command_prefix="!unused ", intents=intents, guild_ready_timeout=0.05)
+
+    async def setup_hook(self) -> None:
+        """Register and sync the commands globally and to the guild."""
+        self.tree.add_command(ping)
+        self.tree.add_command(vote)
+        self.tree.add_command(docs, guild=discord.Object(GUILD))
+        await self.tree.sync()
+        await self.tree.sync(guild=discord.Object(GUILD))
+
+    async def on_message(self, message: discord.Message) -> None:
+        """Reply to a mention, start a thread on request, and answer inside threads."""
+        assert self.user is not None
+        if message.author.bot or self.user not in message.mentions:
+            return
+        text = message.content.replace(self.user.mention, "").strip()
+        if isinstance(message.channel, discord.Thread):
+            await message.reply(f"in {message.channel.name}: {text}", mention_author=False)
+        elif text.startswith("thread"):
+            thread = await message.create_thread(name=text)
+            await thread.send("thread started")
+        else:
+            ref = message.reference.resolved if message.reference else None
+            prefix = f"re {ref.content!r}, " if isinstance(ref, discord.Message) else ""
+            async with message.channel.typing():
+                await message.reply(f"{prefix}you said: {text}", mention_author=False)
+
+
+@contextlib.asynccontextmanager
+async def running() -> AsyncIterator[tuple[FakeDiscord, TinyBot]]:
+    """A started stand-in with one guild and a ready TinyBot connected to it."""
+    fake = FakeDiscord()
+    await fake.start()
+    fake.add_guild(GUILD, channel_ids=[CHANNEL])
+    saved = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
+    discord.http.Route.BASE = fake.api_base
+    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(fake.gateway_url)
+    try:
+        bot = TinyBot()
+        async with bot:
+            task = asyncio.create_task(bot.start("token"))
+            try:
+                await asyncio.wait_for(bot.wait_until_ready(), 10)
+                yield fake, bot
+            finally:
+                await bot.close()
+                await task
+    finally:
+        discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = saved
+        await fake.stop()
+
+
+async def test_login_and_sync_reach_the_stand_in() -> None:
+    async with running() as (fake, bot):
+        assert bot.user is not None and bot.user.id == fake.bot_user_id
+        guild = bot.get_guild(GUILD)
+        assert guild is not None and guild.me is not None
+        assert isinstance(guild.get_channel(CHANNEL), discord.TextChannel)
+        assert [c["name"] for c in fake.commands[None]] == ["ping", "vote"]
+        assert [c["name"] for c in fake.commands[GUILD]] == ["docs"]
+        assert fake.identifies == 1
+        with pytest.raises(discord.NotFound):
+            await bot.http.request(discord.http.Route("GET", "/no/such/route"))
+
+
+async def test_slash_command_defers_then_follows_up() -> None:
+    async with running() as (fake, _):
+        ix = await fake.interact("ping", guild_id=GUILD, user_id=USER)
+        shown = await fake.wait_answered(ix)
+        assert shown["content"] == "pong"
+        assert shown["flags"] == 0 and shown["type"] == 20
+        callback, followup = fake.responses_for(ix)
+        assert callback.json == {"type": 5}
+        assert (followup.method, followup.route) == ("POST", "/webhooks/{app_id}/{token}")
+        assert ix.payload["data"]["id"] == fake.commands[None][0]["id"]
+
+
+async def test_guild_subcommand_downloads_attachment_and_uploads_echo() -> None:
+    async with running() as (fake, _):
+        attachment = fake.add_attachment("notes.txt", b"hello world", "text/plain")
+        ix = await fake.interact("docs", subcommand="add", guild_id=GUILD, user_id=USER,
+                                 attachments={"file": attachment})
+        assert ix.payload["data"]["guild_id"] == str(GUILD)
+        shown = await fake.wait_answered(ix)
+        assert shown["content"] == "notes.txt: 11 bytes"
+        assert shown["flags"] & 64  # ephemeral, as deferred
+        assert any(r.path.startswith("/cdn/") for r in fake.requests)
+        upload = fake.responses_for(ix)[-1]
+        assert upload.files == {"echo-notes.txt": b"hello world"}
+        [echo] = shown["attachments"]
+        async with aiohttp.ClientSession() as session, session.get(echo["url"]) as response:
+            assert await response.read() == b"hello world"
+
+
+async def test_autocomplete_returns_choices() -> None:
+    async with running() as (fake, _):
+        choices = await fake.autocomplete("docs", "remove", "document", "b",
+                                          guild_id=GUILD, user_id=USER)
+        assert choices == [{"name": "beta.txt", "value": "beta.txt"}]
+        ix = await fake.interact("docs", {"document": "beta.txt"}, subcommand="remove",
+                                 guild_id=GUILD, user_id=USER)
+        assert (await fake.wait_answered(ix))["content"] == "removed beta.txt"
+
+
+async def test_button_click_edits_the_message() -> None:
+    async with running() as (fake, _):
+        ix = await fake.interact("vote", guild_id=GUILD, user_id=USER)
+        message = await fake.wait_answered(ix)
+        assert message["components"][0]["components"][0]["custom_id"] == "vote:up"
+        click = await fake.click("vote:up", message, guild_id=GUILD, user_id=USER)
+        shown = await fake.wait_answered(click)
+        assert shown["id"] == message["id"]
+        assert shown["content"] == f"up from {USER}" and shown["components"] == []
+
+
+async def test_mention_and_reply_to_the_bot_are_answered() -> None:
+    async with running() as (fake, _):
+        asked = await fake.message("hello", guild_id=GUILD, channel_id=CHANNEL, user_id=USER)
+        reply = await fake.wait_for_reply(asked)
+        assert reply["content"] == "you said: hello"
+        assert reply["message_reference"]["message_id"] == asked["id"]
+        assert any(r.path == f"/channels/{CHANNEL}/typing" for r in fake.requests)
+        again = await fake.message("and?", guild_id=GUILD, channel_id=CHANNEL, user_id=USER,
+                                   reply_to=reply)
+        assert again["type"] == 19 and again["content"] == "and?"
+        answer = await fake.wait_for_reply(again)
+        assert answer["content"] == "re 'you said: hello', you said: and?"
+
+
+async def test_thread_from_a_message_then_a_message_inside_it() -> None:
+    async with running() as (fake, bot):
+        asked = await fake.message("thread please", guild_id=GUILD, channel_id=CHANNEL,
+                                   user_id=USER)
+        started = await fake.wait_for_reply(asked)
+        assert started["channel_id"] == asked["id"] and started["content"] == "thread started"
+        assert fake.channels[asked["id"]]["type"] == 11
+        inside = await fake.message("hi", guild_id=GUILD, channel_id=int(asked["id"]),
+                                    user_id=USER)
+        answer = await fake.wait_for_reply(inside)
+        assert answer["content"] == "in thread please: hi"
+        assert bot.get_channel(int(asked["id"])) is not None
+
+
+async def test_dropped_gateway_resumes_and_commands_still_work() -> None:
+    async with running() as (fake, _):
+        await fake.drop_connection()
+        assert (fake.identifies, fake.resumes) == (1, 1)
+        ix = await fake.interact("ping", guild_id=GUILD, user_id=USER)
+        assert (await fake.wait_answered(ix))["content"] == "pong"
+
+
+async def test_rate_limited_follow_up_is_retried() -> None:
+    async with running() as (fake, _):
+        fake.fail_next("POST", "/webhooks/*", status=429, retry_after=0.01)
+        ix = await fake.interact("ping", guild_id=GUILD, user_id=USER)
+        assert (await fake.wait_answered(ix))["content"] == "pong"
+        statuses = [r.status for r in fake.requests if r.token == ix.token]
+        assert statuses == [200, 429, 200]
