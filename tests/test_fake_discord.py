@@ -8,11 +8,11 @@ import io
 from collections.abc import AsyncIterator
 
 import aiohttp
-import discord  # noqa: TID251 - this file tests the stand-in against discord.py itself
+import discord - this file tests the stand-in against discord.py itself
 import pytest
 import yarl
-from discord import app_commands  # noqa: TID251
-from discord.ext import commands  # noqa: TID251
+from discord import app_commands
+from discord.ext import commands
 
 from tests.fake_discord import FakeDiscord
 
