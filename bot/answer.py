@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot.records import Answer, Citation
@@ -14,10 +16,23 @@ from index.records import Chunk, Hit
 
 NOT_FOUND = "The indexed documents don't answer that."
 MAX_SENTENCES = 3
-# Weights of a sentence's score: its own similarity to the question, the question's words it
-# contains, and how well its whole passage matched. Tuned on the calibration split of the QA set.
+PASSAGES = 3  # sentences come from the best three passages only
+# A sentence's score mixes its own similarity to the question, the share of the question's
+# (IDF-weighted) terms it contains, and how well its passage matched. Chosen on the QA set's
+# calibration split (see README, "Answer quality").
 W_SENTENCE, W_WORDS, W_PASSAGE = 0.55, 0.25, 0.20
-MARGIN = 0.08  # further sentences must score within this of the best one
+MARGIN = 0.15  # further sentences must score within this of the best one
+
+# Expected answer types: a "how many" question needs a number, a "when" question a time.
+_QUANTITY = re.compile(r"\bhow (many|much|long|old|often)\b", re.I)
+_TIME = re.compile(r"^\W*when\b|\bwhat (year|date|time)\b|\bdeadline\b", re.I)
+_NUMBER = re.compile(
+    r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty"
+    r"|fifty|hundred|thousand|million|billion|dozen|once|twice)\b", re.I)
+_DATE = re.compile(
+    r"\d|\b(today|yesterday|tomorrow|ago|since|last|next|year|month|week|day|january|february"
+    r"|march|april|may|june|july|august|september|october|november|december|monday|tuesday"
+    r"|wednesday|thursday|friday|saturday|sunday|morning|evening|night|weekly|daily)\b", re.I)
 
 
 class QuestionError(Error):
@@ -47,30 +62,54 @@ def clean_question(text: str, max_chars: int) -> str:
     return text
 
 
-def candidates(question: str, hits: list[Hit]) -> list[Candidate]:
-    """Every sentence of the retrieved passages, scored against the question, best first."""
+def fits_type(question: str, sentence: str) -> bool:
+    """Whether a sentence could answer the kind of question asked (numbers, times, years)."""
+    if _QUANTITY.search(question) and not _NUMBER.search(sentence):
+        return False
+    if _TIME.search(question) and not _DATE.search(sentence):
+        return False
+    return all(n in sentence for n in re.findall(r"\d+", question))
+
+
+def candidates(
+    question: str, hits: list[Hit], idf: Callable[[str], float] | None = None
+) -> list[Candidate]:
+    """Sentences of the best passages that fit the question's type, scored, best first."""
     wanted = set(terms(fold(question)))
+    weight = {t: idf(t) if idf else 1.0 for t in wanted}
+    total = sum(weight.values())
     scored: dict[tuple[str, int], Candidate] = {}
-    for hit in hits:
-        passage = hit.dense_score or 0.0
-        for (a, b), similarity in zip(hit.chunk.sentences, hit.sentence_scores, strict=True):
-            text = hit.chunk.text[a - hit.chunk.start : b - hit.chunk.start]
-            words = len(wanted & set(terms(fold(text)))) / len(wanted) if wanted else 0.0
+    for hit in hits[:PASSAGES]:
+        chunk, passage = hit.chunk, hit.dense_score or 0.0
+        for (a, b), similarity in zip(chunk.sentences, hit.sentence_scores, strict=True):
+            text = chunk.text[a - chunk.start : b - chunk.start]
+            if not fits_type(question, text):
+                continue
+            found = wanted & set(terms(fold(text)))
+            words = sum(weight[t] for t in found) / total if total else 0.0
             score = W_SENTENCE * similarity + W_WORDS * words + W_PASSAGE * passage
-            key = (hit.chunk.doc_id, a)  # overlapping chunks repeat sentences: keep the best
+            key = (chunk.doc_id, a)  # overlapping chunks repeat sentences: keep the best
             if key not in scored or scored[key].score < score:
-                scored[key] = Candidate(hit.chunk, a, b, score)
+                scored[key] = Candidate(chunk, a, b, score)
     return sorted(scored.values(), key=lambda c: -c.score)
 
 
-def compose(question: str, hits: list[Hit], threshold: float) -> Answer:
+def bm25_idf(df: int, n: int) -> float:
+    """BM25's inverse document frequency: rare terms weigh more, unseen ones most."""
+    return math.log(1 + (n - df + 0.5) / (df + 0.5))
+
+
+def compose(
+    question: str, hits: list[Hit], threshold: float, idf: Callable[[str], float] | None = None
+) -> Answer:
     """The answer: up to three quoted sentences with citations, or a plain refusal."""
-    ranked = candidates(question, hits)
+    ranked = candidates(question, hits, idf)
     if not ranked or ranked[0].score < threshold:
         return Answer(question, NOT_FOUND, (), False)
-    best = ranked[0].score
-    chosen = [c for c in ranked if c.score >= max(threshold, best - MARGIN)][:MAX_SENTENCES]
-    chosen.sort(key=lambda c: (c.chunk.doc_id != ranked[0].chunk.doc_id, c.chunk.doc_id, c.start))
+    floor = max(threshold, ranked[0].score - MARGIN)
+    chosen = [c for c in ranked if c.score >= floor][:MAX_SENTENCES]
+    first_doc = ranked[0].chunk.doc_id
+    chosen.sort(key=lambda c: (c.chunk.doc_id != first_doc, c.chunk.doc_id, c.start))
     citations: list[Citation] = []
     for c in chosen:
         last = citations[-1] if citations else None
@@ -82,8 +121,9 @@ def compose(question: str, hits: list[Hit], threshold: float) -> Answer:
                 max(last.score, c.score),
             )
         else:
-            citations.append(Citation(len(citations) + 1, c.chunk, _quote(c), c.start, c.end,
-                                      c.score))
+            citations.append(
+                Citation(len(citations) + 1, c.chunk, _quote(c), c.start, c.end, c.score)
+            )
     titles = {c.chunk.title for c in citations}
     lead = f"According to “{titles.pop()}”:" if len(titles) == 1 else "According to the documents:"
     body = " ".join(f"{c.quote} [{c.n}]" for c in citations)

@@ -30,8 +30,8 @@ class Settings:
     search_mode: str = "hybrid"  # hybrid | dense | lexical
     top_k: int = 5
     max_question_chars: int = 1000
-    # Calibrated with `statement-bot eval --qa tests/qa/statement_qa.jsonl --calibrate`.
-    answer_threshold: float = 0.42
+    # Calibrated: `statement-bot eval --qa tests/qa/statement_qa.jsonl --calibrate` (calibrate split).
+    answer_threshold: float = 0.219
     max_upload_bytes: int = 5_000_000
     discord_token: str = field(default="", repr=False)  # a secret: never logged
     discord_guild_ids: tuple[int, ...] = ()

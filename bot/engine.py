@@ -11,11 +11,11 @@ import logging
 import os
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from bot.answer import clean_question, compose
+from bot.answer import bm25_idf, clean_question, compose
 from bot.config import Settings
 from bot.db import Database
 from bot.records import Answer
@@ -75,21 +75,33 @@ class Engine:
 
     # -- reading -----------------------------------------------------------------------------
 
+    def _scope(self, guild_id: int | None) -> list[Index]:
+        """The indexes a server's questions may draw on: shared ones and its own uploads."""
+        indexes = [self.indexes[SHARED]]
+        if guild_id is not None and str(guild_id) in self.indexes:
+            indexes.append(self.indexes[str(guild_id)])
+        return indexes
+
     def search(
         self, query: str, guild_id: int | None = None, k: int | None = None, mode: str | None = None
     ) -> list[Hit]:
         """The best passages for a query, from the shared corpus and this server's uploads."""
-        indexes = [self.indexes[SHARED]]
-        if guild_id is not None and str(guild_id) in self.indexes:
-            indexes.append(self.indexes[str(guild_id)])
         qvec = self.embedder.encode([query])[0]
-        return search(indexes, query, qvec, k or self.settings.top_k, mode or self.settings.search_mode)
+        k, mode = k or self.settings.top_k, mode or self.settings.search_mode
+        return search(self._scope(guild_id), query, qvec, k, mode)
 
     def ask(self, question: str, guild_id: int | None = None, context: str | None = None) -> Answer:
         """An extractive, cited answer; `context` is the previous question of a conversation."""
         question = clean_question(question, self.settings.max_question_chars)
         query = f"{context} {question}" if context else question
-        return compose(question, self.search(query, guild_id), self.settings.answer_threshold)
+        hits = self.search(query, guild_id)
+        return compose(question, hits, self.settings.answer_threshold, self.idf(guild_id))
+
+    def idf(self, guild_id: int | None = None) -> Callable[[str], float]:
+        """BM25 inverse document frequency of a term over what this server can see."""
+        indexes = self._scope(guild_id)
+        n = sum(len(ix) for ix in indexes)
+        return lambda term: bm25_idf(sum(ix.lexical.document_frequency(term) for ix in indexes), n)
 
     def documents(self, guild_id: int | None = None) -> list[DocInfo]:
         """The documents answers can draw on here: shared ones, then this server's own."""

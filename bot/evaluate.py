@@ -116,18 +116,21 @@ def read_qa(path: Path) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def calibrate(engine: Engine, rows: list[dict]) -> float:
-    """The answer threshold that best separates answerable from unanswerable questions."""
-    scored = []
+def calibrate(engine: Engine, rows: list[dict], max_false_refusals: float = 0.05) -> float:
+    """The highest answer threshold that refuses at most 5% of answerable questions.
+
+    Refusing a fair question is the costlier error for members, so the bound on false
+    refusals is met first; within it, as many unanswerable questions as possible are refused.
+    """
+    answerable, other = [], []
     for row in rows:
-        ranked = candidates(row["question"], engine.search(row["question"]))
-        scored.append((ranked[0].score if ranked else 0.0, row["answerable"]))
-    cuts = sorted({s for s, _ in scored})
-    best = max(
-        (sum((s >= t) == a for s, a in scored), -abs(t - float(np.median(cuts))), t)
-        for t in [(a + b) / 2 for a, b in zip(cuts, cuts[1:], strict=False)] or cuts
-    )
-    return round(best[2], 4)
+        ranked = candidates(row["question"], engine.search(row["question"]), engine.idf())
+        (answerable if row["answerable"] else other).append(ranked[0].score if ranked else 0.0)
+    answerable.sort()
+    allowed = int(max_false_refusals * len(answerable))  # answerable scores we may fall below
+    lowest_kept = answerable[allowed]
+    below = [s for s in answerable + other if s < lowest_kept]
+    return round((lowest_kept + max(below)) / 2 if below else lowest_kept, 4)
 
 
 def qa(engine: Engine, path: Path, split: str = "test", calibrate_first: bool = False) -> dict:

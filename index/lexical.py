@@ -46,6 +46,14 @@ class Lexical:
             return cls(bm25s.BM25(), 0)
         return cls(bm25s.BM25.load(str(folder), mmap=True, show_progress=False), size)
 
+    def document_frequency(self, term: str) -> int:
+        """How many chunks contain a (stemmed) term."""
+        i = self.retriever.vocab_dict.get(term) if self.size else None
+        if i is None:
+            return 0
+        indptr = self.retriever.scores["indptr"]  # CSC: one column of scores per term
+        return int(indptr[i + 1] - indptr[i])
+
     def search(self, query: str, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Ids and scores of the best `n` chunks sharing a term with the query, best first."""
         tokens = _tokens([query], ids=False)

@@ -1,6 +1,6 @@
 import pytest
 
-from bot.answer import NOT_FOUND, QuestionError, clean_question, compose
+from bot.answer import NOT_FOUND, QuestionError, clean_question, compose, fits_type
 from bot.records import Answer
 from index.records import Chunk, Hit
 
@@ -51,3 +51,18 @@ def test_bad_questions_get_specific_errors(question, message):
 def test_control_characters_and_markup_stay_plain_text():
     assert clean_question("what\x00about\x1b[31m `@everyone`?\n", 100) == (
         "what about [31m `@everyone`?")
+
+
+@pytest.mark.parametrize(
+    "question, sentence, fits",
+    [
+        ("How many candidates are there?", "A shortlist of just two candidates.", True),
+        ("How many votes did he get?", "He got a lot of support.", False),
+        ("When does it meet?", "It meets every second Tuesday.", True),
+        ("When is the election?", "The election will be divisive.", False),
+        ("What happened in 2019?", "In 2017 he did well.", False),
+        ("Who is to blame?", "Starmer alone bears responsibility.", True),
+    ],
+)
+def test_answer_type_must_fit_the_question(question, sentence, fits):
+    assert fits_type(question, sentence) is fits

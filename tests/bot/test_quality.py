@@ -1,0 +1,16 @@
+"""Answer quality on the project's own question set: regression floors under the README figures."""
+
+from bot.evaluate import qa
+from tests.conftest import ROOT
+
+QA = ROOT / "tests" / "qa" / "statement_qa.jsonl"
+
+
+def test_quality_on_the_test_split(engine):
+    r = qa(engine, QA, "test")
+    assert r["answerable"] >= 30 and r["unanswerable"] >= 10
+    assert r["quotes_exact"] == 1.0 and r["quotes"] > 30  # never a misquote
+    assert r["false_refusals"] <= 0.05
+    assert r["key_fact"] >= 0.65
+    assert r["refused_unanswerable"] >= 0.40
+    assert r["recall@3"] >= 0.85
