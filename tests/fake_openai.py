@@ -19,7 +19,7 @@ class Reply:
     status: int = 200
     delay: float = 0.0  # seconds before answering (a timeout when longer than the client waits)
     headers: dict[str, str] = field(default_factory=dict)
-    body: str | None = None
+    body: str | None = None  # e.g. malformed JSON, or a broken event stream
     pieces: list[str] | None = None  # stream chunks; default: the text word by word
     piece_delay: float = 0.0  # seconds between stream chunks
 
@@ -61,9 +61,9 @@ class FakeOpenAI:
         if reply.status != 200:
             error = {"error": {"message": f"scripted {reply.status}", "type": "fake"}}
             return web.json_response(error, status=reply.status, headers=reply.headers)
-        if reply.body is not None:
-            return web.Response(text=reply.body, content_type="application/json",
-                                headers=reply.headers)
+        if reply.body is not None:  # sent as is, as JSON or as the event stream asked for
+            kind = "text/event-stream" if body.get("stream") else "application/json"
+            return web.Response(text=reply.body, content_type=kind, headers=reply.headers)
         model = body.get("model", "fake")
         if not body.get("stream"):
             return web.json_response({
