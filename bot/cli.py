@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import sys
@@ -153,14 +154,9 @@ def _ask(args, settings: Settings) -> int:
         raise Error("Give a question, or --questions FILE.jsonl.")
     engine = _engine(settings)
     if args.questions:
-        for row in _lines(args.questions):
-            try:
-                out = {"id": row["id"], **engine.ask(row["text"]).to_dict()}
-            except Error as err:
-                out = {"id": row["id"], "question": row["text"], "error": str(err)}
-            print(json.dumps(out, ensure_ascii=False))
+        asyncio.run(_ask_all(engine, args.questions))
         return 0
-    answer = engine.ask(args.question)
+    answer, _ = asyncio.run(engine.answer(args.question))
     if args.json:
         print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=1))
         return 0
@@ -169,6 +165,17 @@ def _ask(args, settings: Settings) -> int:
         print(f"\n[{c.n}] {c.title} — {c.chunk.doc_id} {c.chunk.location} (chars {c.start}–{c.end})")
         print(f"    “{c.quote}”")
     return 0 if answer.found else 1
+
+
+async def _ask_all(engine, path: Path) -> None:
+    """Answer a JSONL file of questions in order, in one event loop."""
+    for row in _lines(path):
+        try:
+            answer, _ = await engine.answer(row["text"])
+            out = {"id": row["id"], **answer.to_dict()}
+        except Error as err:
+            out = {"id": row["id"], "question": row["text"], "error": str(err)}
+        print(json.dumps(out, ensure_ascii=False), flush=True)
 
 
 def _index(args, settings: Settings) -> int:

@@ -7,6 +7,7 @@ so questions keep being answered from the previous index until the new one is pu
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import shutil
@@ -17,7 +18,8 @@ from pathlib import Path
 
 from bot.answer import bm25_idf, clean_question, compose
 from bot.config import Settings
-from bot.db import Database
+from bot.db import Database, DatabaseError
+from bot.llm import Generator, OnText, Stats
 from bot.records import Answer
 from index.embedder import Embedder
 from index.errors import DocumentError, Error, IndexDamaged
@@ -47,6 +49,7 @@ class Engine:
         self.params = Params(
             embedder.model_id, embedder.dim, settings.chunk_size, settings.chunk_overlap
         )
+        self.generator = Generator(settings, embedder) if settings.llm_base_url else None
         self.indexes: dict[str, Index] = {}  # replaced whole, never mutated: readers need no lock
         self._write = threading.Lock()
 
@@ -90,12 +93,39 @@ class Engine:
         k, mode = k or self.settings.top_k, mode or self.settings.search_mode
         return search(self._scope(guild_id), query, qvec, k, mode)
 
-    def ask(self, question: str, guild_id: int | None = None, context: str | None = None) -> Answer:
-        """An extractive, cited answer; `context` is the previous question of a conversation."""
+    def retrieve(
+        self, question: str, guild_id: int | None = None, context: str | None = None
+    ) -> tuple[str, list[Hit], Answer]:
+        """The cleaned question, its passages, and the extractive answer from them."""
         question = clean_question(question, self.settings.max_question_chars)
         query = f"{context} {question}" if context else question
         hits = self.search(query, guild_id)
-        return compose(question, hits, self.settings.answer_threshold, self.idf(guild_id))
+        return question, hits, compose(
+            question, hits, self.settings.answer_threshold, self.idf(guild_id)
+        )
+
+    def ask(self, question: str, guild_id: int | None = None, context: str | None = None) -> Answer:
+        """An extractive, cited answer; `context` is the previous question of a conversation."""
+        return self.retrieve(question, guild_id, context)[2]
+
+    async def answer(
+        self,
+        question: str,
+        guild_id: int | None = None,
+        context: str | None = None,
+        on_text: OnText | None = None,
+    ) -> tuple[Answer, Stats | None]:
+        """A verified generated answer when a model is configured, else the extractive one.
+
+        Model and FAISS work runs in a worker thread, so an event loop calling this never blocks.
+        """
+        question, hits, extractive = await asyncio.to_thread(
+            self.retrieve, question, guild_id, context
+        )
+        if self.generator is None:
+            return extractive, None
+        docs = {d: doc.text for ix in self._scope(guild_id) for d, doc in ix.docs.items()}
+        return await self.generator.answer(question, hits, extractive, on_text, docs)
 
     def idf(self, guild_id: int | None = None) -> Callable[[str], float]:
         """BM25 inverse document frequency of a term over what this server can see."""
@@ -116,7 +146,10 @@ class Engine:
         """Re-scan the shared data folder (and this server's uploads) incrementally."""
         with self._exclusive():
             scopes = [SHARED] + ([str(guild_id)] if str(guild_id) in self.indexes else [])
-            return [self._update(s, rebuild=rebuild, progress=progress)[1] for s in scopes]
+            try:
+                return [self._update(s, rebuild=rebuild, progress=progress)[1] for s in scopes]
+            except (OSError, DatabaseError) as err:
+                raise _storage_error(err, "the new index") from err
 
     def add_document(
         self, guild_id: int, filename: str, data: bytes, user_id: int, title: str | None = None
@@ -140,7 +173,10 @@ class Engine:
             except (OSError, Error) as err:
                 path.unlink(missing_ok=True)
                 (folder / f".{name}.part").unlink(missing_ok=True)
-                self.db.remove_document(guild_id, doc.doc_id)
+                try:
+                    self.db.remove_document(guild_id, doc.doc_id)
+                except DatabaseError:  # a title row without its file is ignored, then replaced
+                    log.warning("could not forget %s in the database", doc.doc_id, exc_info=True)
                 raise _storage_error(err) from err
             return report
 
@@ -151,14 +187,20 @@ class Engine:
             if not doc_id.startswith(UPLOADS) or not path.is_file():
                 raise DocumentError(f"{doc_id} is not one of this server's documents.")
             trash = path.with_name(f".{path.name}.removed")
-            os.replace(path, trash)  # restorable until the new index is published
+            try:
+                os.replace(path, trash)  # restorable until the new index is published
+            except OSError as err:
+                raise _storage_error(err) from err
             try:
                 _, report = self._update(str(guild_id))
             except (OSError, Error) as err:
                 os.replace(trash, path)
                 raise _storage_error(err) from err
             trash.unlink()
-            self.db.remove_document(guild_id, doc_id)
+            try:
+                self.db.remove_document(guild_id, doc_id)
+            except DatabaseError:  # removed from the index already; a stale title is harmless
+                log.warning("could not forget %s in the database", doc_id, exc_info=True)
             return report
 
     def _update(
@@ -201,10 +243,12 @@ class Engine:
         return self.settings.state_dir / "guilds" / str(guild_id) / "docs"
 
 
-def _storage_error(err: Exception) -> Error:
-    if isinstance(err, Error):
+def _storage_error(err: Exception, what: str = "the document or index") -> Error:
+    """A failed write (disk full, read-only, database) as a user-safe Error; others as they are."""
+    if isinstance(err, Error) and not isinstance(err, DatabaseError):
         return err
+    reason = err.reason if isinstance(err, DatabaseError) else err.strerror or err
     return Error(
-        f"Could not save the document or index ({err.strerror or err}). "
+        f"Could not save {what} ({reason}). "
         "Nothing was changed: the previous index is still answering."
     )

@@ -39,6 +39,12 @@ def escape(text: str) -> str:
     return discord.utils.escape_markdown(text, ignore_links=False)
 
 
+def code(text: str) -> str:
+    """`text` as inline code, shown literally: not escaped (a backslash would show), and a
+    backtick in it cannot end the span early."""
+    return f"`{text.replace('`', 'ˋ')}`"
+
+
 def fit_answer(text: str, limit: int = CONTENT_LIMIT) -> str:
     """Escape an answer and shorten its cited passages evenly so it fits in `limit`.
 
@@ -84,7 +90,7 @@ def render_documents(docs: list[tuple[str, str, int, str]]) -> str:
     if not docs:
         return "No documents are indexed yet."
     lines = [
-        f"• **{escape(shorten(title, 80))}** (`{doc_id}`): {chunks} chunks, indexed {when[:10]}"
+        f"• **{escape(shorten(title, 80))}** ({code(doc_id)}): {chunks} chunks, indexed {when[:10]}"
         for doc_id, title, chunks, when in docs
     ]
     out, total = [], 0

@@ -8,7 +8,7 @@ import io
 from collections.abc import AsyncIterator
 
 import aiohttp
-import discord - this file tests the stand-in against discord.py itself
+import discord
 import pytest
 import yarl
 from discord import app_commands

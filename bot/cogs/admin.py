@@ -12,9 +12,10 @@ from discord.ext import commands
 
 from bot.app import reply
 from bot.engine import UPLOADS, Engine
-from bot.render import escape, render_documents, shorten
+from bot.render import code, escape, render_documents, shorten
 from index.errors import DocumentError
 from index.indexer import Report
+from index.loaders import safe_filename
 
 log = logging.getLogger(__name__)
 PROGRESS_EVERY = 1.5  # seconds between progress edits, well inside Discord's rate limits
@@ -29,7 +30,7 @@ def summary(reports: list[Report]) -> str:
     seconds = sum(r.seconds for r in reports)
     lines = [f"Indexed {docs} documents, {chunks} chunks ({embedded} re-embedded) "
              f"in {seconds:.1f} s."]
-    lines += [f"Skipped `{escape(d)}`: {escape(reason)}" for r in reports for d, reason in r.skipped]
+    lines += [f"Skipped {code(d)}: {escape(reason)}" for r in reports for d, reason in r.skipped]
     return shorten("\n".join(lines), 1900)
 
 
@@ -57,6 +58,7 @@ class Admin(commands.Cog):
         self, interaction: discord.Interaction, file: discord.Attachment, title: str | None = None
     ) -> None:
         """Add a document for this server's answers."""
+        safe_filename(file.filename)  # refuse a bad name or file type before downloading it
         limit = self.engine.settings.max_upload_bytes
         if file.size > limit:  # refuse before downloading it
             raise DocumentError(f"{file.filename} is {file.size:,} bytes; the limit is {limit:,}.")
@@ -68,7 +70,8 @@ class Admin(commands.Cog):
             self.engine.add_document, interaction.guild_id, file.filename, data,
             interaction.user.id, title,
         )
-        await reply(interaction, f"Added `{escape(file.filename)}`: {report.chunks} chunks "
+        # report.chunks counts the server's whole index; only the new document was embedded.
+        await reply(interaction, f"Added {code(file.filename)}: {report.embedded} chunks "
                                  f"indexed in {report.seconds:.1f} s. Ask away!")
 
     @docs.command(name="remove")
@@ -80,7 +83,7 @@ class Admin(commands.Cog):
         log.info("%s (%s) removes %s from guild %s", interaction.user, interaction.user.id,
                  document, interaction.guild_id)
         await asyncio.to_thread(self.engine.remove_document, interaction.guild_id, document)
-        await reply(interaction, f"Removed `{escape(document)}`.")
+        await reply(interaction, f"Removed {code(document)}.")
 
     @docs_remove.autocomplete("document")
     async def _documents(self, interaction: discord.Interaction, current: str):

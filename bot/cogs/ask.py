@@ -16,11 +16,22 @@ from bot.answer import QuestionError, clean_question
 from bot.app import NO_PINGS, reply
 from bot.config import Settings
 from bot.engine import Engine
+from bot.llm import OnText
 from bot.records import Answer
-from bot.render import render_answer, shorten
+from bot.render import fit_answer, render_answer, shorten
+from index.errors import Error
 
 log = logging.getLogger(__name__)
 REMEMBERED = 5000  # conversations (threads, answer messages) kept for follow-ups
+# Discord markup for users, roles, channels and custom emoji: noise to retrieval, never a question.
+_MARKUP = re.compile(r"<(?:@[!&]?|#)\d+>|<a?:\w+:\d+>")
+# Paired emphasis (**bold**, _italic_, ~~strike~~, ||spoiler||, `code`); snake_case stays whole.
+_EMPHASIS = re.compile(r"(?<!\w)(\*\*|__|~~|\|\||[*_`])(?=\S)(.+?)(?<=\S)\1(?!\w)")
+
+
+def plain(text: str) -> str:
+    """The question as words: no mention or custom-emoji markup, no Markdown emphasis."""
+    return _EMPHASIS.sub(r"\2", _MARKUP.sub(" ", text))
 
 
 class Cooldown:
@@ -41,7 +52,9 @@ class Cooldown:
         times.append(now)
 
 
-class VoteButton(discord.ui.DynamicItem[discord.ui.Button], template=r"vote:(?P<id>\d+):(?P<v>-?1)"):
+class VoteButton(
+    discord.ui.DynamicItem[discord.ui.Button], template=r"vote:(?P<id>\d+):(?P<v>-?1)"
+):
     """A 👍 or 👎 under an answer; survives restarts because its state is in its custom id."""
 
     def __init__(self, answer_id: int, vote: int) -> None:
@@ -83,10 +96,10 @@ class Ask(commands.Cog):
 
     async def answer(
         self, question: str, user_id: int, guild_id: int | None, channel_id: int | None,
-        context: str | None = None,
+        context: str | None = None, on_text: OnText | None = None,
     ) -> tuple[Answer, dict]:
         """Answer off the event loop and record it; returns the answer and message kwargs."""
-        answer = await asyncio.to_thread(self.engine.ask, question, guild_id, context)
+        answer, _ = await self.engine.answer(question, guild_id, context, on_text)
         answer_id = await asyncio.to_thread(
             self.engine.db.record_answer, guild_id, channel_id, user_id, answer.to_dict()
         )
@@ -109,13 +122,19 @@ class Ask(commands.Cog):
         self, interaction: discord.Interaction, question: str, private: bool = False
     ) -> None:
         """Ask a question about the documents; the answer quotes its sources."""
-        question = clean_question(question, self.settings.max_question_chars)
+        question = clean_question(plain(question), self.settings.max_question_chars)
         self.cooldown.check(interaction.user.id)
         await interaction.response.defer(ephemeral=private, thinking=True)
+
+        async def preview(text: str) -> None:  # verified text so far, while a model streams
+            await interaction.edit_original_response(content=fit_answer(text))
+
         _, kwargs = await self.answer(
-            question, interaction.user.id, interaction.guild_id, interaction.channel_id
+            question, interaction.user.id, interaction.guild_id, interaction.channel_id,
+            on_text=preview,
         )
-        message = await interaction.followup.send(ephemeral=private, wait=True, **kwargs)
+        # Editing fills the "thinking" message, whether or not a preview already replaced it.
+        message = await interaction.edit_original_response(**kwargs)
         self.remember(message.id, question)
 
     @commands.Cog.listener()
@@ -128,17 +147,20 @@ class Ask(commands.Cog):
         context = self.asked.get(message.channel.id) or (ref and self.asked.get(ref.message_id))
         if me not in message.mentions and context is None:
             return
-        text = re.sub(rf"<@!?{me.id}>", " ", message.content)
         try:
-            question = clean_question(text, self.settings.max_question_chars)
+            question = clean_question(plain(message.content), self.settings.max_question_chars)
             self.cooldown.check(message.author.id)
         except QuestionError as err:
             await message.reply(str(err), mention_author=False, allowed_mentions=NO_PINGS)
             return
-        async with message.channel.typing():
-            answer, kwargs = await self.answer(
-                question, message.author.id, message.guild.id, message.channel.id, context
-            )
+        try:
+            async with message.channel.typing():
+                answer, kwargs = await self.answer(
+                    question, message.author.id, message.guild.id, message.channel.id, context
+                )
+        except Error as err:  # user-safe text, as the slash-command funnel shows it
+            await message.reply(str(err), mention_author=False, allowed_mentions=NO_PINGS)
+            return
         in_thread = isinstance(message.channel, discord.Thread)
         if self.settings.reply_in_thread and not in_thread:
             thread = await message.create_thread(name=shorten(question, 90))
@@ -146,7 +168,7 @@ class Ask(commands.Cog):
             sent = await thread.send(**kwargs)
         else:
             sent = await message.reply(mention_author=False, **kwargs)
-            if in_thread:
+            if in_thread and message.channel.owner_id == me.id:  # not a thread members started
                 self.remember(message.channel.id, question)
         self.remember(sent.id, question)
         log.info("answered %s for %s (found=%s)", message.id, message.author.id, answer.found)

@@ -1,0 +1,201 @@
+"""Running the real StatementBot against the loopback Discord stand-in; checks on what it sent."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import threading
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import discord
+import numpy as np
+import yarl
+
+from bot.app import StatementBot
+from bot.config import Settings
+from bot.engine import Engine
+from index.embedder import Embedder, Encoded
+from tests.fake_discord import FakeDiscord, Recorded
+
+Json = dict[str, Any]
+
+EPHEMERAL = 1 << 6
+MANAGE_GUILD = 0x20
+CONTENT_LIMIT, EMBED_TOTAL, FIELD_NAME, FIELD_VALUE, MAX_FIELDS = 2000, 6000, 256, 1024, 25
+# Routes whose JSON body is a message the bot shows (interaction callbacks carry it in "data").
+_MESSAGE_ROUTES = {
+    "/interactions/{interaction_id}/{token}/callback",
+    "/webhooks/{app_id}/{token}",
+    "/webhooks/{app_id}/{token}/messages/{message_id}",
+    "/channels/{channel_id}/messages",
+    "/channels/{channel_id}/messages/{message_id}",
+}
+
+
+class GatedEmbedder:
+    """The real model, with a gate that can hold indexing mid-way (queries are never held).
+
+    Only the indexer calls `encode_with_spans`; questions use `encode`. Closing the gate keeps a
+    re-index running, inside the engine's write lock, until the test opens it again.
+    """
+
+    def __init__(self, inner: Embedder) -> None:
+        self.inner = inner
+        self.name, self.model_id, self.dim = inner.name, inner.model_id, inner.dim
+        self._open = threading.Event()
+        self._open.set()
+        self.entered = threading.Event()  # set when an indexing call reaches the gate
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """Embed a query (never held)."""
+        return self.inner.encode(texts)
+
+    def encode_with_spans(self, texts: list[str], spans: list[list[tuple[int, int]]]) -> Encoded:
+        """Embed chunks for the index, waiting while the gate is closed."""
+        self.entered.set()
+        if not self._open.wait(timeout=30):
+            raise TimeoutError("the test never opened the indexing gate")
+        return self.inner.encode_with_spans(texts, spans)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """Hold every indexing call at the gate until the block ends."""
+        self.entered.clear()
+        self._open.clear()
+        try:
+            yield
+        finally:
+            self._open.set()
+
+    async def wait_entered(self, timeout: float = 10.0) -> None:
+        """Wait (off the event loop) until an indexing call is held at the gate."""
+        if not await asyncio.to_thread(self.entered.wait, timeout):
+            raise TimeoutError("no indexing call reached the gate")
+
+
+def add_thread(fake: FakeDiscord, parent_id: int, thread_id: int, owner_id: int, name: str) -> None:
+    """A public thread a member started (before the bot connects: GUILD_CREATE lists it)."""
+    parent = fake.channels[str(parent_id)]
+    fake.channels[str(thread_id)] = {
+        "id": str(thread_id), "type": 11, "guild_id": parent["guild_id"],
+        "parent_id": parent["id"], "owner_id": str(owner_id), "name": name,
+        "last_message_id": None, "rate_limit_per_user": 0, "message_count": 0, "member_count": 1,
+        "total_message_sent": 0, "flags": 0,
+        "thread_metadata": {"archived": False, "locked": False, "auto_archive_duration": 1440,
+                            "archive_timestamp": "2024-01-01T00:00:00+00:00"},
+    }  # fmt: skip
+
+
+@contextlib.asynccontextmanager
+async def running(
+    engine: Engine,
+    settings: Settings,
+    guilds: dict[int, int],
+    threads: dict[int, tuple[int, int]] | None = None,
+) -> AsyncIterator[tuple[FakeDiscord, StatementBot]]:
+    """A started stand-in with `guilds` ({guild id: channel id}) and members' `threads`
+    ({thread id: (parent channel id, owner id)}), and a ready StatementBot on it."""
+    fake = FakeDiscord()
+    await fake.start()
+    for guild_id, channel_id in guilds.items():
+        fake.add_guild(guild_id, f"Server {guild_id % 1000}", channel_ids=[channel_id])
+    for thread_id, (parent_id, owner_id) in (threads or {}).items():
+        add_thread(fake, parent_id, thread_id, owner_id, f"thread {thread_id % 1000}")
+    saved = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
+    discord.http.Route.BASE = fake.api_base
+    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(fake.gateway_url)
+    try:
+        bot = StatementBot(settings, engine, guild_ready_timeout=0.01)
+        async with bot:
+            task = asyncio.create_task(bot.start("token"))
+            try:
+                await asyncio.wait_for(bot.wait_until_ready(), 10)
+                yield fake, bot
+            finally:
+                await bot.close()
+                await task
+    finally:
+        discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = saved
+        await fake.stop()
+
+
+# -- reading what the bot sent ------------------------------------------------------------------
+
+
+def shown_payload(rec: Recorded) -> Json | None:
+    """The message a request shows (content, embeds, allowed mentions), or None for others."""
+    if rec.route not in _MESSAGE_ROUTES or rec.method not in ("POST", "PATCH"):
+        return None
+    body = rec.json or {}
+    if rec.route.endswith("/callback"):
+        return body.get("data") if body.get("type") in (4, 7) else None
+    return body
+
+
+def assert_no_pings(fake: FakeDiscord, since: int = 0) -> int:
+    """Every message the bot sent from request `since` on forbids all pings; return how many."""
+    shown = [(r, p) for r in fake.requests[since:] if (p := shown_payload(r)) is not None]
+    for rec, payload in shown:
+        mentions = payload.get("allowed_mentions")
+        assert mentions is not None and mentions.get("parse") == [], (rec.method, rec.path, payload)
+        assert not mentions.get("users") and not mentions.get("roles"), payload
+    return len(shown)
+
+
+def assert_within_limits(message: Json) -> None:
+    """A message's content and embeds are within Discord's limits."""
+    assert len(message["content"]) <= CONTENT_LIMIT
+    assert len(message["embeds"]) <= 10
+    for embed in message["embeds"]:
+        fields = embed.get("fields", [])
+        assert len(fields) <= MAX_FIELDS
+        assert len(embed.get("title", "")) <= 256
+        assert len(embed.get("footer", {}).get("text", "")) <= 2048
+        for f in fields:
+            assert 0 < len(f["name"]) <= FIELD_NAME and 0 < len(f["value"]) <= FIELD_VALUE, f
+        total = (
+            len(embed.get("title", ""))
+            + len(embed.get("description", ""))
+            + len(embed.get("footer", {}).get("text", ""))
+            + sum(len(f["name"]) + len(f["value"]) for f in fields)
+        )
+        assert total <= EMBED_TOTAL
+
+
+def sources(message: Json) -> list[Json]:
+    """The fields of the "Sources" embed (none when the answer has no citations)."""
+    embeds = [e for e in message["embeds"] if e.get("title") == "Sources"]
+    return embeds[0]["fields"] if embeds else []
+
+
+def quoted_text(value: str) -> str:
+    """A source field's quote as document text: no block-quote prefixes, no Markdown escapes."""
+    lines = [line.removeprefix("> ") for line in value.split("\n")]
+    return re.sub(r"\\(.)", r"\1", "\n".join(lines), flags=re.S)
+
+
+def assert_exact_quote(value: str, document: str) -> str:
+    """A source field quotes `document` exactly (a shortened quote is an exact prefix + "…")."""
+    quote = quoted_text(value)
+    if quote.endswith("…") and quote not in document:
+        quote = quote.removesuffix("…").rstrip()
+    assert quote and quote in document, f"not an exact quote: {quote!r}"
+    return quote
+
+
+def vote_buttons(message: Json) -> dict[str, str]:
+    """The 👍/👎 buttons under an answer: {emoji: custom id}."""
+    buttons = [c for row in message["components"] for c in row["components"] if c["type"] == 2]
+    return {b["emoji"]["name"]: b["custom_id"] for b in buttons}
+
+
+def state_snapshot(state_dir: Path) -> dict[str, tuple[int, int]]:
+    """Every file under the state folder (but SQLite's) with its size and mtime."""
+    return {
+        str(p.relative_to(state_dir)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(state_dir.rglob("*"))
+        if p.is_file() and "sqlite3" not in p.name
+    }
