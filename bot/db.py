@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+from index.errors import Error
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
     guild_id INTEGER NOT NULL, doc_id TEXT NOT NULL, title TEXT NOT NULL,
@@ -21,6 +23,14 @@ CREATE TABLE IF NOT EXISTS votes (
     vote INTEGER NOT NULL CHECK (vote IN (-1, 1)), created_at TEXT NOT NULL,
     PRIMARY KEY (answer_id, user_id));
 """
+
+
+class DatabaseError(Error):
+    """The database file could not be written or read (disk full, read-only, damaged)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"The bot's database could not be used ({reason}).")
+        self.reason = reason
 
 
 def _now() -> str:
@@ -39,12 +49,19 @@ class Database:
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=10)
+        try:
+            db = sqlite3.connect(self.path, timeout=10)
+        except sqlite3.Error as err:
+            raise DatabaseError(str(err)) from err
         try:
             db.execute("PRAGMA foreign_keys=ON")
             db.execute("PRAGMA synchronous=NORMAL")  # with WAL: durable up to the last commit
             with db:  # commit on success, roll back on error
                 yield db
+        except (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError):
+            raise  # a bug in a query, not the disk
+        except sqlite3.Error as err:  # full, read-only, locked too long, damaged
+            raise DatabaseError(str(err)) from err
         finally:
             db.close()
 
