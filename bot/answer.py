@@ -22,6 +22,7 @@ PASSAGES = 3  # sentences come from the best three passages only
 # calibration split (see README, "Answer quality").
 W_SENTENCE, W_WORDS, W_PASSAGE = 0.55, 0.25, 0.20
 MARGIN = 0.15  # further sentences must score within this of the best one
+MIN_WORDS = 4  # shorter sentences (captions such as "Image: Jeremy Corbyn.") answer nothing
 
 # Expected answer types: a "how many" question needs a number, a "when" question a time.
 _QUANTITY = re.compile(r"\bhow (many|much|long|old|often)\b", re.I)
@@ -83,7 +84,7 @@ def candidates(
         chunk, passage = hit.chunk, hit.dense_score or 0.0
         for (a, b), similarity in zip(chunk.sentences, hit.sentence_scores, strict=True):
             text = chunk.text[a - chunk.start : b - chunk.start]
-            if not fits_type(question, text):
+            if len(text.split()) < MIN_WORDS or not fits_type(question, text):
                 continue
             found = wanted & set(terms(fold(text)))
             words = sum(weight[t] for t in found) / total if total else 0.0

@@ -4,32 +4,37 @@ from bot.answer import NOT_FOUND, QuestionError, clean_question, compose, fits_t
 from bot.records import Answer
 from index.records import Chunk, Hit
 
-TEXT = "Alpha is first. Beta is second.\n\nGamma is third."
+TEXT = "Alpha is the first. Beta is the second.\n\nGamma is the third."
 
 
 def chunk(a, b, sents):
     return Chunk("doc.txt", "Doc", a, b, TEXT[a:b], "¶1", tuple(sents))
 
 
-ONE = chunk(0, 31, [(0, 15), (16, 31)])
-TWO = chunk(33, 48, [(33, 48)])
+ONE = chunk(0, 39, [(0, 19), (20, 39)])
+TWO = chunk(41, 60, [(41, 60)])
 
 
 def test_adjacent_sentences_merge_into_one_exact_quote():
     hits = [Hit(ONE, 1.0, 0.9, 1, 1, (0.9, 0.88)), Hit(TWO, 0.5, 0.2, 2, None, (0.1,))]
     answer = compose("What are alpha and beta?", hits, threshold=0.3)
     assert answer.found
-    assert [c.quote for c in answer.citations] == ["Alpha is first. Beta is second."]
+    assert [c.quote for c in answer.citations] == ["Alpha is the first. Beta is the second."]
     c = answer.citations[0]
     assert TEXT[c.start : c.end] == c.quote and c.n == 1
-    assert answer.text == "According to “Doc”: Alpha is first. Beta is second. [1]"
+    assert answer.text == "According to “Doc”: Alpha is the first. Beta is the second. [1]"
 
 
 def test_sentences_keep_document_order_and_numbering():
     hits = [Hit(TWO, 1.0, 0.9, 1, 1, (0.95,)), Hit(ONE, 0.9, 0.9, 2, 2, (0.9, 0.1))]
     answer = compose("alpha gamma", hits, threshold=0.3)
-    assert [c.quote for c in answer.citations] == ["Alpha is first.", "Gamma is third."]
-    assert answer.text.endswith("Alpha is first. [1] Gamma is third. [2]")
+    assert [c.quote for c in answer.citations] == ["Alpha is the first.", "Gamma is the third."]
+    assert answer.text.endswith("Alpha is the first. [1] Gamma is the third. [2]")
+
+
+def test_captions_are_never_answers():
+    caption = Chunk("doc.txt", "Doc", 0, 12, "Image: Alpha", "¶1", ((0, 12),))
+    assert compose("alpha", [Hit(caption, 1.0, 0.9, 1, 1, (0.99,))], threshold=0.1).found is False
 
 
 def test_below_threshold_refuses_plainly():
