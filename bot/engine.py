@@ -61,7 +61,9 @@ class Engine:
         guilds = self.settings.state_dir / "guilds"
         for folder in sorted(guilds.iterdir()) if guilds.is_dir() else []:
             if folder.name.isdigit() and (folder / "docs").is_dir():
-                indexes[folder.name] = self._load_or_build(folder.name, progress)
+                index = self._load_or_build(folder.name, progress)
+                if len(index):  # a server whose last upload was removed has no index
+                    indexes[folder.name] = index
         self.indexes = indexes
 
     def _load_or_build(self, scope: str, progress: Progress | None) -> Index:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import math
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bot.answer import candidates, compose
+from bot.answer import candidates
 from bot.config import Settings
 from bot.engine import Engine
 from index.chunking import fold
@@ -145,8 +146,8 @@ def qa(engine: Engine, path: Path, split: str = "test", calibrate_first: bool = 
     docs = {d: doc for ix in engine.indexes.values() for d, doc in ix.docs.items()}
     key_fact = recall3 = refused = false_refusals = quotes = exact = 0
     failures = []
-    for row in rows:
-        answer = engine.ask(row["question"])
+    answers = asyncio.run(_answer_all(engine, [r["question"] for r in rows]))
+    for row, (answer, _) in zip(rows, answers, strict=True):
         for c in answer.citations:
             quotes += 1
             exact += docs[c.chunk.doc_id].text[c.start : c.end] == c.quote
@@ -162,7 +163,16 @@ def qa(engine: Engine, path: Path, split: str = "test", calibrate_first: bool = 
             key_fact += 1
         else:
             failures.append((row["id"], row["question"], answer.text))
+    generated = [stats for _, stats in answers if stats is not None]
+    model = {}
+    if generated:  # a model is configured: how much of what it wrote survived verification
+        model = {
+            "sentences_kept": sum(s.kept for s in generated)
+            / max(1, sum(s.generated for s in generated)),
+            "fallback_rate": sum(s.fell_back for s in generated) / len(generated),
+        }
     return {
+        **model,
         "split": split,
         "answerable": len(answerable),
         "unanswerable": len(unanswerable),
@@ -177,6 +187,10 @@ def qa(engine: Engine, path: Path, split: str = "test", calibrate_first: bool = 
     }
 
 
+async def _answer_all(engine: Engine, questions: list[str]) -> list:
+    return [await engine.answer(q) for q in questions]
+
+
 def format_qa(r: dict) -> str:
     lines = [
         f"split {r['split']}: {r['answerable']} answerable, {r['unanswerable']} unanswerable, "
@@ -187,5 +201,8 @@ def format_qa(r: dict) -> str:
         f"answerable refused      {r['false_refusals']:6.1%}",
         f"quotes exact            {r['quotes_exact']:6.1%} of {r['quotes']}",
     ]
+    if "sentences_kept" in r:
+        lines += [f"model sentences kept    {r['sentences_kept']:6.1%}",
+                  f"fallback to extractive  {r['fallback_rate']:6.1%}"]
     lines += [f"  miss {i}: {q} -> {a[:120]}" for i, q, a in r["failures"]]
     return "\n".join(lines)

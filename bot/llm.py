@@ -182,9 +182,14 @@ def _names(sentence: str) -> list[str]:
 
 
 def missing_terms(sentence: str, passages: list[str], documents: str = "") -> tuple[str, ...]:
-    """Numbers of a sentence absent from the passages, and names absent from them and documents."""
+    """Numbers and names of a sentence that the passages it cites do not support.
+
+    A name from elsewhere in the document passes only as a speaker ("Momentum says …",
+    "according to Momentum") or as the other half of a full name the passages use ("Corbyn"
+    for "Jeremy"): "Diane Abbott alone bears responsibility" must not pass for a passage
+    that blames Keir Starmer just because the document mentions her too.
+    """
     facts = fold(" ".join(passages)).casefold()
-    known = f"{facts} {fold(documents).casefold()}"
     words = [p for w in _WORD.findall(fold(sentence)) for p in w.casefold().split("-") if p]
     out = []
     for i, word in enumerate(words):
@@ -195,12 +200,36 @@ def missing_terms(sentence: str, passages: list[str], documents: str = "") -> tu
                 forms.add(str(int(value) * 10))  # "four decades" is "40 years"
             if not any(_has(facts, f) for f in forms):
                 out.append(word)
+    doc = fold(documents).casefold()
     for name in _names(sentence):
-        if not _has(known, name.casefold()) and not (
-            name.isupper() and _acronym(name, " ".join(passages) + " " + documents)
-        ):
-            out.append(name)
+        key = name.casefold()
+        if _has(facts, key) or (name.isupper() and _acronym(name, " ".join(passages))):
+            continue
+        if _has(doc, key) and (_speaker(sentence, key) or _alias(key, facts, doc)):
+            continue
+        out.append(name)
     return tuple(dict.fromkeys(out))
+
+
+_SAYS = (r"(?:says|said|argues|argued|claims|claimed|warns|warned|believes|asks|asked|urges"
+         r"|urged|calls|called|insists|insisted|states|stated|adds|added|thinks)")
+
+
+def _speaker(sentence: str, name: str) -> bool:
+    """Whether a name is who a sentence attributes its claim to."""
+    s = fold(sentence).casefold()
+    n = re.escape(name)
+    return re.search(rf"\baccording to (?:[\w'-]+ ){{0,3}}?{n}\b|\b{n}(?:'s)?(?: [\w'-]+){{0,3}}? {_SAYS}\b",
+                     s) is not None
+
+
+def _alias(name: str, facts: str, doc: str) -> bool:
+    """Whether the document writes a name next to another name the passages use."""
+    for m in re.finditer(rf"(?<!\w)([a-z]+) {re.escape(name)}(?!\w)|(?<!\w){re.escape(name)} ([a-z]+)(?!\w)", doc):
+        other = m.group(1) or m.group(2)
+        if other not in _COMMON and _has(facts, other):
+            return True
+    return False
 
 
 def coverage(sentence: str, passages: list[str]) -> float:
@@ -248,9 +277,10 @@ def verify(items: list[Claim], passages: list[Passage], embedder: Embedder) -> l
         top = max(best, key=lambda b: b[2])
         a, b = passages[top[0]].spans[top[1]]
         texts = [p.text for p in cited]
+        documents = " ".join(dict.fromkeys(p.document for p in cited))
         v = Verdict(
             claim, top[2], coverage(claim.text, texts),
-            missing_terms(claim.text, texts, " ".join(dict.fromkeys(p.document for p in cited))),
+            missing_terms(claim.text, texts, documents),
             bool(_NEGATION.search(fold(claim.text).casefold()))
             and not _NEGATION.search(fold(passages[top[0]].text[a:b]).casefold()),
             best,

