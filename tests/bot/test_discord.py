@@ -678,3 +678,46 @@ async def test_cooldown_stops_a_member_asking_too_quickly(world: Bot) -> None:
     assert cooled[0]["flags"] & EPHEMERAL and cooled[0]["content"].endswith(" s and ask again.")
     _, other = await ask(fake, CORBYN)  # another member is not held back
     assert "over 40 years" in other["content"]
+
+
+async def test_generated_answer_streams_verified_text_then_final_sources(
+    tmp_path, embedder: Embedder
+) -> None:
+    from tests.fake_openai import FakeOpenAI
+
+    async with FakeOpenAI() as model:
+        settings = Settings(
+            data_dir=ROOT / "data",
+            state_dir=tmp_path / "state",
+            discord_guild_ids=(GUILD_A,),
+            llm_base_url=model.base_url,
+        )
+        engine = Engine(settings, embedder)
+        await asyncio.to_thread(engine.open)
+        hits = engine.search(CORBYN)
+        n = next(i for i, h in enumerate(hits, 1) if "over 40 years" in h.chunk.text)
+        served = "Jeremy Corbyn has served Islington North as their Labour MP for over 40 years"
+        invented = "He has never lost an election"
+        reply = f"{served} [{n}]. {invented} [{n}]. {served} [{n}]."
+        words = reply.split(" ")
+        model.reply(reply, pieces=[w + " " for w in words], piece_delay=2.5 / len(words))
+        async with running(engine, settings, {GUILD_A: CHANNEL_A}) as (fake, _):
+            ix = await fake.interact(
+                "ask", {"question": CORBYN}, guild_id=GUILD_A, user_id=new_user()
+            )
+            final = await fake.wait_for(
+                lambda r: (
+                    r.method == "PATCH" and r.token == ix.token and (r.json or {}).get("embeds")
+                ),
+                timeout=30,
+            )
+            edits = [
+                r.json["content"]
+                for r in fake.requests
+                if r.method == "PATCH" and r.token == ix.token
+            ]
+    assert model.requests[0]["body"].get("stream") is True
+    assert len(edits) >= 2  # at least one streamed preview before the final answer
+    assert all(invented not in text for text in edits)  # only verified sentences are shown
+    assert final.json["content"].startswith(served) and "[1]" in final.json["content"]
+    assert_exact_quote(final.json["embeds"][0]["fields"][0]["value"], STATEMENT_TEXT)
