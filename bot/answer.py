@@ -29,11 +29,15 @@ _QUANTITY = re.compile(r"\bhow (many|much|long|old|often)\b", re.I)
 _TIME = re.compile(r"^\W*when\b|\bwhat (year|date|time)\b|\bdeadline\b", re.I)
 _NUMBER = re.compile(
     r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty"
-    r"|fifty|hundred|thousand|million|billion|dozen|once|twice)\b", re.I)
+    r"|fifty|hundred|thousand|million|billion|dozen|once|twice)\b",
+    re.I,
+)
 _DATE = re.compile(
     r"\d|\b(today|yesterday|tomorrow|ago|since|last|next|year|month|week|day|january|february"
     r"|march|april|may|june|july|august|september|october|november|december|monday|tuesday"
-    r"|wednesday|thursday|friday|saturday|sunday|morning|evening|night|weekly|daily)\b", re.I)
+    r"|wednesday|thursday|friday|saturday|sunday|morning|evening|night|weekly|daily)\b",
+    re.I,
+)
 
 
 class QuestionError(Error):
@@ -118,7 +122,11 @@ def compose(
         if last and gap is not None and not gap.strip():
             # Adjacent sentences read better as one quote: extend the previous citation.
             citations[-1] = Citation(
-                last.n, last.chunk, last.quote + gap + _quote(c), last.start, c.end,
+                last.n,
+                last.chunk,
+                last.quote + gap + _quote(c),
+                last.start,
+                c.end,
                 max(last.score, c.score),
             )
         else:

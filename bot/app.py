@@ -85,8 +85,9 @@ async def on_app_command_error(
     elif isinstance(cause, app_commands.CheckFailure):
         message = str(cause) or "You can't use that command here."
     else:
-        log.error("command %s failed", interaction.command and interaction.command.name,
-                  exc_info=cause)
+        log.error(
+            "command %s failed", interaction.command and interaction.command.name, exc_info=cause
+        )
         message = GENERIC_ERROR
     try:
         await reply(interaction, message)

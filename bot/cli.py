@@ -41,10 +41,18 @@ def main(argv: list[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     # SUPPRESS: a subcommand's copy of these options must not reset a value given before it.
-    common.add_argument("--data", type=Path, default=argparse.SUPPRESS,
-                        help="documents folder (env DATA_DIR; default data)")
-    common.add_argument("--state", type=Path, default=argparse.SUPPRESS,
-                        help="index and database folder (env STATE_DIR; default state)")
+    common.add_argument(
+        "--data",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="documents folder (env DATA_DIR; default data)",
+    )
+    common.add_argument(
+        "--state",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="index and database folder (env STATE_DIR; default state)",
+    )
     parser = argparse.ArgumentParser(prog="statement-bot", description=__doc__, parents=[common])
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
@@ -119,14 +127,22 @@ def _lines(path: Path) -> Iterator[dict]:
                     row = json.loads(line)
                     yield {"id": row["id"], "text": str(row["text"])}
                 except (ValueError, KeyError, TypeError) as err:
-                    raise Error(f"{path}:{number} is not a {{\"id\", \"text\"}} JSON line.") from err
+                    raise Error(f'{path}:{number} is not a {{"id", "text"}} JSON line.') from err
 
 
 def _hit_json(hit) -> dict:
     c = hit.chunk
-    return {"doc_id": c.doc_id, "title": c.title, "location": c.location, "text": c.text,
-            "start": c.start, "end": c.end, "score": round(hit.score, 6),
-            "dense_rank": hit.dense_rank, "lexical_rank": hit.lexical_rank}
+    return {
+        "doc_id": c.doc_id,
+        "title": c.title,
+        "location": c.location,
+        "text": c.text,
+        "start": c.start,
+        "end": c.end,
+        "score": round(hit.score, 6),
+        "dense_rank": hit.dense_rank,
+        "lexical_rank": hit.lexical_rank,
+    }
 
 
 def _search(args, settings: Settings) -> int:
@@ -136,8 +152,12 @@ def _search(args, settings: Settings) -> int:
     if args.queries:
         for row in _lines(args.queries):
             hits = engine.search(row["text"], k=args.k, mode=args.mode)
-            print(json.dumps({"id": row["id"], "hits": [_hit_json(h) for h in hits]},
-                             ensure_ascii=False), flush=False)
+            print(
+                json.dumps(
+                    {"id": row["id"], "hits": [_hit_json(h) for h in hits]}, ensure_ascii=False
+                ),
+                flush=False,
+            )
         return 0
     hits = engine.search(args.query, k=args.k, mode=args.mode)
     if args.json:
@@ -162,7 +182,9 @@ def _ask(args, settings: Settings) -> int:
         return 0
     print(answer.text)
     for c in answer.citations:
-        print(f"\n[{c.n}] {c.title} — {c.chunk.doc_id} {c.chunk.location} (chars {c.start}–{c.end})")
+        print(
+            f"\n[{c.n}] {c.title} — {c.chunk.doc_id} {c.chunk.location} (chars {c.start}–{c.end})"
+        )
         print(f"    “{c.quote}”")
     return 0 if answer.found else 1
 
@@ -184,9 +206,11 @@ def _index(args, settings: Settings) -> int:
     bar = _Bar()
     (report,) = engine.reindex(rebuild=args.rebuild, progress=bar)
     bar.close()
-    print(f"documents: {report.documents}  chunks: {report.chunks}  "
-          f"re-embedded: {report.embedded}  seconds: {report.seconds:.2f} "
-          f"(total with model load {time.perf_counter() - started:.1f})")
+    print(
+        f"documents: {report.documents}  chunks: {report.chunks}  "
+        f"re-embedded: {report.embedded}  seconds: {report.seconds:.2f} "
+        f"(total with model load {time.perf_counter() - started:.1f})"
+    )
     for doc_id, reason in report.skipped:
         print(f"skipped {doc_id}: {reason}")
     return 0

@@ -30,7 +30,8 @@ class Settings:
     search_mode: str = "hybrid"  # hybrid | dense | lexical
     top_k: int = 5
     max_question_chars: int = 1000
-    # Calibrated: `statement-bot eval --qa tests/qa/statement_qa.jsonl --calibrate` (calibrate split).
+    # Calibrated on the QA set's calibrate split:
+    # `statement-bot eval --qa tests/qa/statement_qa.jsonl --calibrate`.
     answer_threshold: float = 0.219
     max_upload_bytes: int = 5_000_000
     discord_token: str = field(default="", repr=False)  # a secret: never logged

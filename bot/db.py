@@ -74,7 +74,9 @@ class Database:
 
     def remove_document(self, guild_id: int, doc_id: str) -> None:
         with self._connect() as db:
-            db.execute("DELETE FROM documents WHERE guild_id = ? AND doc_id = ?", (guild_id, doc_id))
+            db.execute(
+                "DELETE FROM documents WHERE guild_id = ? AND doc_id = ?", (guild_id, doc_id)
+            )
 
     def titles(self, guild_id: int) -> dict[str, str]:
         with self._connect() as db:

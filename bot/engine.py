@@ -102,8 +102,10 @@ class Engine:
         question = clean_question(question, self.settings.max_question_chars)
         query = f"{context} {question}" if context else question
         hits = self.search(query, guild_id)
-        return question, hits, compose(
-            question, hits, self.settings.answer_threshold, self.idf(guild_id)
+        return (
+            question,
+            hits,
+            compose(question, hits, self.settings.answer_threshold, self.idf(guild_id)),
         )
 
     def ask(self, question: str, guild_id: int | None = None, context: str | None = None) -> Answer:
@@ -138,7 +140,9 @@ class Engine:
     def documents(self, guild_id: int | None = None) -> list[DocInfo]:
         """The documents answers can draw on here: shared ones, then this server's own."""
         scopes = [SHARED] + ([str(guild_id)] if guild_id is not None else [])
-        return [info for s in scopes if s in self.indexes for info in self.indexes[s].infos.values()]
+        return [
+            info for s in scopes if s in self.indexes for info in self.indexes[s].infos.values()
+        ]
 
     # -- writing -----------------------------------------------------------------------------
 

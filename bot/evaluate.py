@@ -68,9 +68,7 @@ def load_beir(folder: Path) -> tuple[list[Document], dict[str, str], dict[str, d
     return docs, queries, qrels
 
 
-def beir(
-    folder: Path, settings: Settings, embedder: Embedder | None = None, progress=None
-) -> dict:
+def beir(folder: Path, settings: Settings, embedder: Embedder | None = None, progress=None) -> dict:
     """Mean metrics per retrieval mode; the index is cached in the state folder."""
     docs, queries, qrels = load_beir(folder)
     embedder = embedder or Embedder(settings.model)
@@ -80,8 +78,15 @@ def beir(
     index = store.load(params)
     if index is None:
         infos = {d.doc_id: DocInfo(d.doc_id, d.title, d.source, digest, 0, "") for d in docs}
-        index, _ = build(docs, infos, params, embedder, kind=settings.index_type,
-                         ann_threshold=settings.ann_threshold, progress=progress)
+        index, _ = build(
+            docs,
+            infos,
+            params,
+            embedder,
+            kind=settings.index_type,
+            ann_threshold=settings.ann_threshold,
+            progress=progress,
+        )
         store.publish(index)
     ids = list(queries)
     qvecs = embedder.encode([queries[q] for q in ids])
@@ -97,11 +102,15 @@ def beir(
 
 
 def format_beir(results: dict) -> str:
-    lines = [f"{results['dataset']}: {results['queries']} queries, {results['chunks']} chunks",
-             f"{'mode':8} {'nDCG@10':>8} {'R@10':>7} {'R@100':>7} {'MRR@10':>7}"]
+    lines = [
+        f"{results['dataset']}: {results['queries']} queries, {results['chunks']} chunks",
+        f"{'mode':8} {'nDCG@10':>8} {'R@10':>7} {'R@100':>7} {'MRR@10':>7}",
+    ]
     for mode, m in results["modes"].items():
-        lines.append(f"{mode:8} {m['ndcg@10']:8.4f} {m['recall@10']:7.4f} "
-                     f"{m['recall@100']:7.4f} {m['mrr@10']:7.4f}")
+        lines.append(
+            f"{mode:8} {m['ndcg@10']:8.4f} {m['recall@10']:7.4f} "
+            f"{m['recall@100']:7.4f} {m['mrr@10']:7.4f}"
+        )
     return "\n".join(lines)
 
 
@@ -202,7 +211,9 @@ def format_qa(r: dict) -> str:
         f"quotes exact            {r['quotes_exact']:6.1%} of {r['quotes']}",
     ]
     if "sentences_kept" in r:
-        lines += [f"model sentences kept    {r['sentences_kept']:6.1%}",
-                  f"fallback to extractive  {r['fallback_rate']:6.1%}"]
+        lines += [
+            f"model sentences kept    {r['sentences_kept']:6.1%}",
+            f"fallback to extractive  {r['fallback_rate']:6.1%}",
+        ]
     lines += [f"  miss {i}: {q} -> {a[:120]}" for i, q, a in r["failures"]]
     return "\n".join(lines)

@@ -66,16 +66,22 @@ _INSTRUCTION = re.compile(
 )
 _NEGATION = re.compile(r"\b(?:not|never|no|none|nothing|neither|nor|without|zero)\b|n't\b")
 # Capitalised words that are not names: sentence openers and connectives a faithful sentence uses.
-_COMMON = set("""a an and are as at be but by for if in into is it no not of on or such that the
+_COMMON = set(
+    """a an and are as at be but by for if in into is it no not of on or such that the
 their then there these they this to was will with he she his her him we our us i you your its
 according also both however while although when after before since because so instead despite
 many some all most yes who what which where why how one here over under during having being
-given following""".split())
-_NUMBER_WORDS = dict(zip(  # "one" is left out: it is more often a pronoun than a number
-    "zero two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
-    "sixteen seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety "
-    "hundred thousand".split(),
-    [str(n) for n in (0, *range(2, 21), *range(30, 100, 10), 100, 1000)], strict=True))
+given following""".split()
+)
+_NUMBER_WORDS = dict(
+    zip(  # "one" is left out: it is more often a pronoun than a number
+        "zero two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+        "sixteen seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety "
+        "hundred thousand".split(),
+        [str(n) for n in (0, *range(2, 21), *range(30, 100, 10), 100, 1000)],
+        strict=True,
+    )
+)
 
 OnText = Callable[[str], Awaitable[None]]
 
@@ -136,8 +142,13 @@ def build_messages(question: str, hits: list[Hit]) -> list[dict[str, str]]:
     for i, hit in enumerate(hits, 1):
         title = _neutral(hit.chunk.title).replace('"', "'")
         parts.append(f'<passage id="{i}" title="{title}">\n{_neutral(hit.chunk.text)}\n</passage>')
-    parts += ["</passages>", "", f"<question>\n{_neutral(question)}\n</question>", "",
-              "Answer the question above from the passages only, following the rules."]
+    parts += [
+        "</passages>",
+        "",
+        f"<question>\n{_neutral(question)}\n</question>",
+        "",
+        "Answer the question above from the passages only, following the rules.",
+    ]
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "\n".join(parts)}]
 
 
@@ -160,8 +171,10 @@ def claims(reply: str, final: bool = True) -> list[Claim]:
 
 def is_refusal(reply: str) -> bool:
     """Whether the reply is the fixed refusal (allowing case, spacing and punctuation)."""
+
     def norm(s: str) -> str:
         return " ".join(re.sub(r"[^\w\s]", " ", fold(s).casefold()).split())
+
     return norm(reply).startswith(norm(REFUSAL))
 
 
@@ -211,21 +224,30 @@ def missing_terms(sentence: str, passages: list[str], documents: str = "") -> tu
     return tuple(dict.fromkeys(out))
 
 
-_SAYS = (r"(?:says|said|argues|argued|claims|claimed|warns|warned|believes|asks|asked|urges"
-         r"|urged|calls|called|insists|insisted|states|stated|adds|added|thinks)")
+_SAYS = (
+    r"(?:says|said|argues|argued|claims|claimed|warns|warned|believes|asks|asked|urges"
+    r"|urged|calls|called|insists|insisted|states|stated|adds|added|thinks)"
+)
 
 
 def _speaker(sentence: str, name: str) -> bool:
     """Whether a name is who a sentence attributes its claim to."""
     s = fold(sentence).casefold()
     n = re.escape(name)
-    return re.search(rf"\baccording to (?:[\w'-]+ ){{0,3}}?{n}\b|\b{n}(?:'s)?(?: [\w'-]+){{0,3}}? {_SAYS}\b",
-                     s) is not None
+    return (
+        re.search(
+            rf"\baccording to (?:[\w'-]+ ){{0,3}}?{n}\b|\b{n}(?:'s)?(?: [\w'-]+){{0,3}}? {_SAYS}\b",
+            s,
+        )
+        is not None
+    )
 
 
 def _alias(name: str, facts: str, doc: str) -> bool:
     """Whether the document writes a name next to another name the passages use."""
-    for m in re.finditer(rf"(?<!\w)([a-z]+) {re.escape(name)}(?!\w)|(?<!\w){re.escape(name)} ([a-z]+)(?!\w)", doc):
+    for m in re.finditer(
+        rf"(?<!\w)([a-z]+) {re.escape(name)}(?!\w)|(?<!\w){re.escape(name)} ([a-z]+)(?!\w)", doc
+    ):
         other = m.group(1) or m.group(2)
         if other not in _COMMON and _has(facts, other):
             return True
@@ -241,12 +263,20 @@ def coverage(sentence: str, passages: list[str]) -> float:
 
 def supported(v: Verdict, weight: float = W_COSINE, threshold: float = SUPPORT_THRESHOLD) -> bool:
     """Whether a verdict's claim stands: real citations, its facts present, support enough."""
-    return (bool(v.best) and not v.missing and not v.negated
-            and weight * v.cosine + (1 - weight) * v.coverage >= threshold)
+    return (
+        bool(v.best)
+        and not v.missing
+        and not v.negated
+        and weight * v.cosine + (1 - weight) * v.coverage >= threshold
+    )
 
 
-def embed_passages(embedder: Embedder, texts: list[str], documents: list[str],
-                   spans: list[tuple[tuple[int, int], ...]] | None = None) -> list[Passage]:
+def embed_passages(
+    embedder: Embedder,
+    texts: list[str],
+    documents: list[str],
+    spans: list[tuple[tuple[int, int], ...]] | None = None,
+) -> list[Passage]:
     """Embed every sentence of the passages in one batch (split here unless spans are given)."""
     spans = spans or [tuple(sentences(t, 0, len(t))) for t in texts]
     vecs = embedder.encode([t[a:b] for t, ss in zip(texts, spans, strict=True) for a, b in ss])
@@ -272,14 +302,18 @@ def verify(items: list[Claim], passages: list[Passage], embedder: Embedder) -> l
         if not claim.cited or len(cited) < len(claim.cited) or not all(p.spans for p in cited):
             out.append(Verdict(claim, 0.0, 0.0, (), False, ()))
             continue
-        best = tuple((n - 1, int(np.argmax(s)), float(np.max(s)))
-                     for n, s in ((n, passages[n - 1].vecs @ vec) for n in claim.cited))
+        best = tuple(
+            (n - 1, int(np.argmax(s)), float(np.max(s)))
+            for n, s in ((n, passages[n - 1].vecs @ vec) for n in claim.cited)
+        )
         top = max(best, key=lambda b: b[2])
         a, b = passages[top[0]].spans[top[1]]
         texts = [p.text for p in cited]
         documents = " ".join(dict.fromkeys(p.document for p in cited))
         v = Verdict(
-            claim, top[2], coverage(claim.text, texts),
+            claim,
+            top[2],
+            coverage(claim.text, texts),
             missing_terms(claim.text, texts, documents),
             bool(_NEGATION.search(fold(claim.text).casefold()))
             and not _NEGATION.search(fold(passages[top[0]].text[a:b]).casefold()),
@@ -332,11 +366,13 @@ def compose_verified(question: str, verdicts: list[Verdict], hits: list[Hit]) ->
     return Answer(question, " ".join(lines), tuple(citations.values()), bool(lines))
 
 
-def hit_passages(embedder: Embedder, hits: list[Hit],
-                 documents: Mapping[str, str] | None = None) -> list[Passage]:
+def hit_passages(
+    embedder: Embedder, hits: list[Hit], documents: Mapping[str, str] | None = None
+) -> list[Passage]:
     """Passages split exactly as the index split them, so sentence indices map to offsets."""
-    spans = [tuple((a - h.chunk.start, b - h.chunk.start) for a, b in h.chunk.sentences)
-             for h in hits]
+    spans = [
+        tuple((a - h.chunk.start, b - h.chunk.start) for a, b in h.chunk.sentences) for h in hits
+    ]
     # Without the documents, names may come from anything the model was shown.
     shown = " ".join([h.chunk.title for h in hits] + [h.chunk.text for h in hits])
     docs = [(documents or {}).get(h.chunk.doc_id, shown) for h in hits]
@@ -346,8 +382,9 @@ def hit_passages(embedder: Embedder, hits: list[Hit],
 class Generator:
     """Verified answers from a chat completions model, falling back to extractive ones."""
 
-    def __init__(self, settings: Settings, embedder: Embedder,
-                 interval: float = STREAM_INTERVAL) -> None:
+    def __init__(
+        self, settings: Settings, embedder: Embedder, interval: float = STREAM_INTERVAL
+    ) -> None:
         self.settings = settings
         self.embedder = embedder
         self.interval = interval
@@ -367,9 +404,14 @@ class Generator:
             self._loop = loop
         return self._client
 
-    async def answer(self, question: str, hits: list[Hit], fallback: Answer,
-                     on_text: OnText | None = None,
-                     documents: Mapping[str, str] | None = None) -> tuple[Answer, Stats]:
+    async def answer(
+        self,
+        question: str,
+        hits: list[Hit],
+        fallback: Answer,
+        on_text: OnText | None = None,
+        documents: Mapping[str, str] | None = None,
+    ) -> tuple[Answer, Stats]:
         """A verified generated answer, or `fallback` when the model fails or is unsupported.
 
         `documents` maps doc ids to their text; `on_text` receives verified text while streaming.
@@ -381,8 +423,11 @@ class Generator:
             async with asyncio.timeout(self.settings.llm_timeout):
                 reply = await self._call(build_messages(question, hits), run, on_text)
         except (openai.OpenAIError, TimeoutError, ValueError) as err:
-            log.warning("model %s failed (%s); answering extractively", self.settings.llm_model,
-                        _reason(err))
+            log.warning(
+                "model %s failed (%s); answering extractively",
+                self.settings.llm_model,
+                _reason(err),
+            )
             run.evidence.add_done_callback(_discard)  # its thread runs on; answer now
             return fallback, Stats(0, 0, True, _reason(err))
         if is_refusal(reply):
@@ -391,26 +436,38 @@ class Generator:
         verdicts = await run.verify(claims(reply))
         kept = sum(v.kept for v in verdicts)
         for v in (v for v in verdicts if not v.kept):
-            log.info("dropped sentence (cosine %.3f, coverage %.2f, missing %s, negated %s, "
-                     "cites %s): %r", v.cosine, v.coverage, v.missing, v.negated, v.claim.cited,
-                     v.claim.text)
+            log.info(
+                "dropped sentence (cosine %.3f, coverage %.2f, missing %s, negated %s, "
+                "cites %s): %r",
+                v.cosine,
+                v.coverage,
+                v.missing,
+                v.negated,
+                v.claim.cited,
+                v.claim.text,
+            )
         if not enough(verdicts):
-            log.info("kept %d of %d generated sentences; answering extractively",
-                     kept, len(verdicts))
+            log.info(
+                "kept %d of %d generated sentences; answering extractively", kept, len(verdicts)
+            )
             return fallback, Stats(len(verdicts), kept, True, "unsupported")
         return compose_verified(question, verdicts, hits), Stats(len(verdicts), kept, False)
 
-    async def _call(self, messages: list[dict[str, str]], run: _Run,
-                    on_text: OnText | None) -> str:
+    async def _call(self, messages: list[dict[str, str]], run: _Run, on_text: OnText | None) -> str:
         """The model's whole reply; while it streams, `on_text` sees its verified part so far."""
         client, model = self.client(), self.settings.llm_model
         if on_text is None:
             response = await client.chat.completions.create(
-                model=model, messages=messages, temperature=0  # type: ignore[arg-type]
+                model=model,
+                messages=messages,
+                temperature=0,  # type: ignore[arg-type]
             )
             return _content(getattr(response, "choices", None), "message")
         stream = await client.chat.completions.create(
-            model=model, messages=messages, temperature=0, stream=True  # type: ignore[arg-type]
+            model=model,
+            messages=messages,
+            temperature=0,
+            stream=True,  # type: ignore[arg-type]
         )
         text, shown, last = "", "", float("-inf")
         async for chunk in stream:
@@ -437,8 +494,9 @@ class Generator:
 class _Run:
     """One answer's evidence (embedded in a thread while the model works) and verdict cache."""
 
-    def __init__(self, gen: Generator, question: str, hits: list[Hit],
-                 documents: Mapping[str, str] | None) -> None:
+    def __init__(
+        self, gen: Generator, question: str, hits: list[Hit], documents: Mapping[str, str] | None
+    ) -> None:
         self.gen, self.question, self.hits = gen, question, hits
         self.evidence = asyncio.create_task(
             asyncio.to_thread(hit_passages, gen.embedder, hits, documents)

@@ -135,8 +135,10 @@ def build(
     for done in range(0, len(todo), BATCH):
         batch = todo[done : done + BATCH]
         texts = [fold(chunks[i].text) for i in batch]
-        spans = [[(a - chunks[i].start, b - chunks[i].start) for a, b in chunks[i].sentences]
-                 for i in batch]
+        spans = [
+            [(a - chunks[i].start, b - chunks[i].start) for a, b in chunks[i].sentences]
+            for i in batch
+        ]
         encoded = embedder.encode_with_spans(texts, spans)
         for j, i in enumerate(batch):
             vectors[i] = encoded.texts[j]

@@ -21,7 +21,8 @@ def imports(path: Path) -> set[str]:
 def test_only_the_discord_layer_imports_discord():
     modules = sorted((ROOT / "bot").rglob("*.py")) + sorted((ROOT / "index").rglob("*.py"))
     offenders = [
-        str(p.relative_to(ROOT)) for p in modules
+        str(p.relative_to(ROOT))
+        for p in modules
         if "discord" in imports(p) and str(p.relative_to(ROOT)) not in DISCORD_LAYER
     ]
     assert offenders == []

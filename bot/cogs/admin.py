@@ -28,8 +28,9 @@ def summary(reports: list[Report]) -> str:
     chunks = sum(r.chunks for r in reports)
     embedded = sum(r.embedded for r in reports)
     seconds = sum(r.seconds for r in reports)
-    lines = [f"Indexed {docs} documents, {chunks} chunks ({embedded} re-embedded) "
-             f"in {seconds:.1f} s."]
+    lines = [
+        f"Indexed {docs} documents, {chunks} chunks ({embedded} re-embedded) in {seconds:.1f} s."
+    ]
     lines += [f"Skipped {code(d)}: {escape(reason)}" for r in reports for d, reason in r.skipped]
     return shorten("\n".join(lines), 1900)
 
@@ -64,15 +65,27 @@ class Admin(commands.Cog):
             raise DocumentError(f"{file.filename} is {file.size:,} bytes; the limit is {limit:,}.")
         await interaction.response.defer(ephemeral=True, thinking=True)
         data = await file.read()
-        log.info("%s (%s) adds %s to guild %s", interaction.user, interaction.user.id,
-                 file.filename, interaction.guild_id)
+        log.info(
+            "%s (%s) adds %s to guild %s",
+            interaction.user,
+            interaction.user.id,
+            file.filename,
+            interaction.guild_id,
+        )
         report = await asyncio.to_thread(
-            self.engine.add_document, interaction.guild_id, file.filename, data,
-            interaction.user.id, title,
+            self.engine.add_document,
+            interaction.guild_id,
+            file.filename,
+            data,
+            interaction.user.id,
+            title,
         )
         # report.chunks counts the server's whole index; only the new document was embedded.
-        await reply(interaction, f"Added {code(file.filename)}: {report.embedded} chunks "
-                                 f"indexed in {report.seconds:.1f} s. Ask away!")
+        await reply(
+            interaction,
+            f"Added {code(file.filename)}: {report.embedded} chunks "
+            f"indexed in {report.seconds:.1f} s. Ask away!",
+        )
 
     @docs.command(name="remove")
     @app_commands.describe(document="One of this server's documents")
@@ -80,8 +93,13 @@ class Admin(commands.Cog):
     async def docs_remove(self, interaction: discord.Interaction, document: str) -> None:
         """Remove one of this server's documents."""
         await interaction.response.defer(ephemeral=True, thinking=True)
-        log.info("%s (%s) removes %s from guild %s", interaction.user, interaction.user.id,
-                 document, interaction.guild_id)
+        log.info(
+            "%s (%s) removes %s from guild %s",
+            interaction.user,
+            interaction.user.id,
+            document,
+            interaction.guild_id,
+        )
         await asyncio.to_thread(self.engine.remove_document, interaction.guild_id, document)
         await reply(interaction, f"Removed {code(document)}.")
 
@@ -100,8 +118,12 @@ class Admin(commands.Cog):
     async def reindex(self, interaction: discord.Interaction) -> None:
         """Re-scan the documents and update the index."""
         await interaction.response.defer(ephemeral=True, thinking=True)
-        log.info("%s (%s) re-indexes guild %s", interaction.user, interaction.user.id,
-                 interaction.guild_id)
+        log.info(
+            "%s (%s) re-indexes guild %s",
+            interaction.user,
+            interaction.user.id,
+            interaction.guild_id,
+        )
         loop = asyncio.get_running_loop()
         edits: list = []
 
@@ -116,8 +138,9 @@ class Admin(commands.Cog):
                 self.engine.reindex, interaction.guild_id, False, progress
             )
         finally:  # let progress edits land first, so none overwrites the outcome
-            await asyncio.gather(*(asyncio.wrap_future(f) for _, f in edits),
-                                 return_exceptions=True)
+            await asyncio.gather(
+                *(asyncio.wrap_future(f) for _, f in edits), return_exceptions=True
+            )
         await interaction.edit_original_response(content=summary(reports))
 
     @app_commands.command(name="feedback")

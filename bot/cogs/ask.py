@@ -95,8 +95,13 @@ class Ask(commands.Cog):
         self.asked: OrderedDict[int, str] = OrderedDict()
 
     async def answer(
-        self, question: str, user_id: int, guild_id: int | None, channel_id: int | None,
-        context: str | None = None, on_text: OnText | None = None,
+        self,
+        question: str,
+        user_id: int,
+        guild_id: int | None,
+        channel_id: int | None,
+        context: str | None = None,
+        on_text: OnText | None = None,
     ) -> tuple[Answer, dict]:
         """Answer off the event loop and record it; returns the answer and message kwargs."""
         answer, _ = await self.engine.answer(question, guild_id, context, on_text)
@@ -104,8 +109,11 @@ class Ask(commands.Cog):
             self.engine.db.record_answer, guild_id, channel_id, user_id, answer.to_dict()
         )
         rendered = render_answer(answer)
-        kwargs: dict = {"content": rendered.content, "allowed_mentions": NO_PINGS,
-                        "view": votes(answer_id)}
+        kwargs: dict = {
+            "content": rendered.content,
+            "allowed_mentions": NO_PINGS,
+            "view": votes(answer_id),
+        }
         if rendered.embed:
             kwargs["embed"] = rendered.embed
         return answer, kwargs
@@ -130,7 +138,10 @@ class Ask(commands.Cog):
             await interaction.edit_original_response(content=fit_answer(text))
 
         _, kwargs = await self.answer(
-            question, interaction.user.id, interaction.guild_id, interaction.channel_id,
+            question,
+            interaction.user.id,
+            interaction.guild_id,
+            interaction.channel_id,
             on_text=preview,
         )
         # Editing fills the "thinking" message, whether or not a preview already replaced it.

@@ -55,7 +55,8 @@ def test_bad_questions_get_specific_errors(question, message):
 
 def test_control_characters_and_markup_stay_plain_text():
     assert clean_question("what\x00about\x1b[31m `@everyone`?\n", 100) == (
-        "what about [31m `@everyone`?")
+        "what about [31m `@everyone`?"
+    )
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,11 @@ def test_quick_start_command_builds_and_searches(tmp_path):
     env = {**os.environ, "STATE_DIR": str(tmp_path / "state"), "DATA_DIR": str(ROOT / "data")}
     done = subprocess.run(
         [sys.executable, "-m", "bot.cli", "search", "Why is Corbyn standing as an independent?"],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr
     assert "1. [" in done.stdout and "statement.txt ¶" in done.stdout
@@ -44,8 +48,12 @@ def test_search_json_and_batch(cli, tmp_path):
     assert all(text[h["start"] : h["end"]] == h["text"] for h in hits)
 
     queries = tmp_path / "q.jsonl"
-    queries.write_text("\n".join(json.dumps({"id": i, "text": t}) for i, t in
-                                 enumerate(["Diane Abbott", "Momentum", "trade union"])))
+    queries.write_text(
+        "\n".join(
+            json.dumps({"id": i, "text": t})
+            for i, t in enumerate(["Diane Abbott", "Momentum", "trade union"])
+        )
+    )
     code, out, _ = cli("search", "--queries", str(queries), "--k", "3")
     rows = [json.loads(line) for line in out.splitlines()]
     assert [r["id"] for r in rows] == [0, 1, 2]
@@ -62,7 +70,9 @@ def test_ask_json_batch_and_exit_codes(cli, tmp_path):
     assert code == 1 and out.strip() == "The indexed documents don't answer that."
 
     questions = tmp_path / "q.jsonl"
-    questions.write_text('{"id": "a", "text": "How long was he an MP?"}\n{"id": "b", "text": "  "}\n')
+    questions.write_text(
+        '{"id": "a", "text": "How long was he an MP?"}\n{"id": "b", "text": "  "}\n'
+    )
     code, out, _ = cli("ask", "--questions", str(questions), "--json")
     a, b = (json.loads(line) for line in out.splitlines())
     assert a["id"] == "a" and a["found"] and b["id"] == "b" and "empty" in b["error"]

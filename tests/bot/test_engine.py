@@ -48,7 +48,9 @@ def test_uploads_are_answerable_only_in_their_server(make_engine):
     here = engine.ask(question, guild_id=111)
     assert here.found and here.citations[0].chunk.doc_id == "uploads/allotments.txt"
     assert "second Tuesday" in here.citations[0].quote
-    assert not any(c.chunk.doc_id.startswith("uploads/") for c in engine.ask(question, 222).citations)
+    assert not any(
+        c.chunk.doc_id.startswith("uploads/") for c in engine.ask(question, 222).citations
+    )
     assert [d.doc_id for d in engine.documents(222)] == ["statement.txt"]
     assert [d.doc_id for d in engine.documents(111)] == ["statement.txt", "uploads/allotments.txt"]
 

@@ -29,13 +29,17 @@ def test_tiny_beir_fixture_with_known_answers(tmp_path, embedder):
     with open(folder / "corpus.jsonl", "w") as f:
         for i, (title, text) in docs.items():
             f.write(json.dumps({"_id": i, "title": title, "text": text}) + "\n")
-    queries = {"q1": "What causes ocean tides?", "q2": "Which insects make honey?",
-               "q3": "How does lava come out of a volcano?"}
+    queries = {
+        "q1": "What causes ocean tides?",
+        "q2": "Which insects make honey?",
+        "q3": "How does lava come out of a volcano?",
+    }
     with open(folder / "queries.jsonl", "w") as f:
         for i, text in queries.items():
             f.write(json.dumps({"_id": i, "text": text}) + "\n")
     (folder / "qrels" / "test.tsv").write_text(
-        "query-id\tcorpus-id\tscore\nq1\td3\t1\nq2\td2\t1\nq3\td1\t1\n")
+        "query-id\tcorpus-id\tscore\nq1\td3\t1\nq2\td2\t1\nq3\td1\t1\n"
+    )
     results = beir(folder, Settings(state_dir=tmp_path / "state"), embedder)
     assert results["queries"] == 3 and results["chunks"] == 4
     for mode in ("dense", "lexical", "hybrid"):

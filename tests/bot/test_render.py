@@ -19,7 +19,8 @@ def answer_with(quotes: list[str], title: str = "Title") -> Answer:
         Citation(n, Chunk("d.txt", title, 0, len(q), q, "¶1", ((0, len(q)),)), q, 0, len(q), 0.5)
         for n, q in enumerate(quotes, 1)
     )
-    text = "According to “Title”: " + " ".join(f"{q} [{c.n}]" for q, c in zip(quotes, citations))
+    body = " ".join(f"{q} [{c.n}]" for q, c in zip(quotes, citations, strict=True))
+    text = "According to “Title”: " + body
     return Answer("q", text, citations, True)
 
 

@@ -29,7 +29,7 @@ def test_faiss_matches_numpy_brute_force():
         index = make_faiss(vecs, kind)
         scores, ids = index.search(queries, 10)
         truth = np.argsort(-(queries @ vecs.T), axis=1)[:, :10]
-        overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, truth)])
+        overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, truth, strict=False)])
         assert overlap == 1.0 if kind == "flat" else overlap > 0.9
     np.testing.assert_allclose(
         make_faiss(vecs, "flat").search(queries, 1)[0][:, 0], (queries @ vecs.T).max(1), rtol=1e-5
@@ -54,7 +54,8 @@ def test_save_load_round_trip(tmp_path, embedder):
     np.testing.assert_array_equal(loaded.vectors, built.vectors)
     q = embedder.encode(["Diane Abbott trailblazer"])[0]
     assert [h.chunk for h in search([loaded], "Diane Abbott", q)] == [
-        h.chunk for h in search([built], "Diane Abbott", q)]
+        h.chunk for h in search([built], "Diane Abbott", q)
+    ]
     assert report.chunks == len(built) and report.embedded == len(built)
 
 
@@ -111,6 +112,7 @@ def test_incremental_update_embeds_only_what_changed(tmp_path, embedder):
     assert r3.changed and r3.embedded == 2  # the edited paragraph and the new document
     assert sorted(index.infos) == ["a.txt", "b.txt", "d.txt"]
     assert not any(c.doc_id == "c.txt" for c in index.chunks)
+
     def row(ix, text):
         return next(i for i, c in enumerate(ix.chunks) if c.text == text)
 
@@ -144,9 +146,13 @@ def test_crash_while_writing_leaves_previous_version_live(tmp_path, embedder, mo
 
 
 def test_approximate_index_is_chosen_above_the_threshold(tmp_path, embedder):
-    docs = [Document(f"{i}.txt", "t", f"Document number {i} mentions topic {i % 7}.", "x")
-            for i in range(120)]
-    infos = {d.doc_id: DocInfo(d.doc_id, d.title, d.source, str(i), 0, "") for i, d in enumerate(docs)}
+    docs = [
+        Document(f"{i}.txt", "t", f"Document number {i} mentions topic {i % 7}.", "x")
+        for i in range(120)
+    ]
+    infos = {
+        d.doc_id: DocInfo(d.doc_id, d.title, d.source, str(i), 0, "") for i, d in enumerate(docs)
+    }
     index, embedded = build(docs, infos, params(embedder), embedder, kind="auto", ann_threshold=100)
     assert index.kind == "ivf" and embedded == 120
     store = Store(tmp_path / "ix")
