@@ -24,7 +24,7 @@ from bot.records import Answer
 from index.embedder import Embedder
 from index.errors import DocumentError, Error, IndexDamaged
 from index.indexer import Progress, Report, update
-from index.loaders import check_upload, load_bytes, safe_filename
+from index.loaders import check_upload, load_bytes, safe_filename, scan
 from index.records import Hit
 from index.search import search
 from index.store import DocInfo, Index, Params, Store
@@ -69,14 +69,28 @@ class Engine:
     def _load_or_build(self, scope: str, progress: Progress | None) -> Index:
         store = self._store(scope)
         store.cleanup()  # leftovers of a build that crashed
+        if scope != SHARED:
+            self._finish_interrupted(int(scope))
         try:
             index = store.load(self.params)
         except IndexDamaged as err:
             log.error("%s Rebuilding it.", err)
             index = None
-        if index is None:
-            index, _ = self._update(scope, rebuild=True, progress=progress)
+        if index is None or (scope != SHARED and self._uploads(int(scope)) != set(index.infos)):
+            # Also after a crash between storing (or setting aside) an upload and publishing.
+            index, _ = self._update(scope, rebuild=index is None, progress=progress)
         return index
+
+    def _finish_interrupted(self, guild_id: int) -> None:
+        """Undo an upload killed before it was stored; finish a removal killed once begun."""
+        for leftover in self._docs(guild_id).glob(".*.part"):
+            leftover.unlink()
+        for leftover in self._docs(guild_id).glob(".*.removed"):
+            log.warning("finishing the interrupted removal of %s", leftover.name)
+            leftover.unlink()
+
+    def _uploads(self, guild_id: int) -> set[str]:
+        return {UPLOADS + rel for _, rel in scan(self._docs(guild_id))}
 
     # -- reading -----------------------------------------------------------------------------
 
