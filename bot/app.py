@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 
 import discord
@@ -104,6 +105,9 @@ def run(settings: Settings) -> int:
     point_at(settings.discord_api_base, settings.discord_gateway_url)
     engine = Engine(settings, Embedder(settings.model))
     engine.open()
+    # The model's many long-lived objects make each full garbage collection pause the event
+    # loop ~250 ms; freezing them keeps interaction acks fast (bench/load.py: max 316 -> 52 ms).
+    gc.freeze()
     bot = StatementBot(settings, engine)
     try:
         bot.run(settings.discord_token, log_handler=None)
