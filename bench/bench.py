@@ -26,10 +26,6 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-try:
-    import index.loaders  # noqa: F401
-except ModuleNotFoundError:  # until index/loaders.py lands: run with PYTHONPATH=/tmp/shim
-    import shim  # noqa: F401
 
 from bot.config import Settings  # noqa: E402
 from bot.engine import Engine  # noqa: E402
@@ -270,10 +266,6 @@ CHILD = """
 import json, os, sys, time
 t0 = time.perf_counter()
 sys.path.insert(0, os.getcwd())
-try:
-    import index.loaders
-except ModuleNotFoundError:
-    import shim
 from pathlib import Path
 import psutil, sentence_transformers
 from bot.config import Settings
