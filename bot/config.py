@@ -10,6 +10,7 @@ from pathlib import Path
 from dotenv import dotenv_values
 
 from index.errors import Error
+from index.store import ANN_THRESHOLD
 
 
 class ConfigError(Error):
@@ -26,7 +27,7 @@ class Settings:
     chunk_size: int = 800  # characters
     chunk_overlap: int = 1  # sentences shared by consecutive chunks of a long paragraph
     index_type: str = "auto"  # auto | flat | hnsw | ivf
-    ann_threshold: int = 200_000  # chunks; auto switches from exact to IVF above it
+    ann_threshold: int = ANN_THRESHOLD  # chunks; auto switches from exact to IVF above it
     search_mode: str = "hybrid"  # hybrid | dense | lexical
     top_k: int = 5
     max_question_chars: int = 1000

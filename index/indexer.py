@@ -17,7 +17,7 @@ from index.embedder import Embedder
 from index.errors import DocumentError, IndexDamaged
 from index.loaders import load_bytes, scan
 from index.records import Chunk, Document
-from index.store import DocInfo, Index, Params, Store, choose_kind
+from index.store import ANN_THRESHOLD, DocInfo, Index, Params, Store, choose_kind
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def update(
     *,
     prefix: str = "",
     kind: str = "auto",
-    ann_threshold: int = 200_000,
+    ann_threshold: int = ANN_THRESHOLD,
     rebuild: bool = False,
     titles: dict[str, str] | None = None,
     progress: Progress | None = None,
@@ -109,7 +109,7 @@ def build(
     *,
     previous: Index | None = None,
     kind: str = "auto",
-    ann_threshold: int = 200_000,
+    ann_threshold: int = ANN_THRESHOLD,
     progress: Progress | None = None,
 ) -> tuple[Index, int]:
     """An in-memory index of `docs`, reusing `previous`'s vectors for unchanged chunk texts."""

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 FORMAT = 1
 KINDS = ("flat", "hnsw", "ivf")
+ANN_THRESHOLD = 200_000  # chunks; exact search stays under ~10 ms up to here (bench/bench.py)
 
 
 @dataclass(frozen=True)
