@@ -10,15 +10,13 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import discord
 import numpy as np
-import yarl
 
 from bot.app import StatementBot
 from bot.config import Settings
 from bot.engine import Engine
 from index.embedder import Embedder, Encoded
-from tests.fake_discord import FakeDiscord, Recorded
+from tests.fake_discord import FakeDiscord, Recorded, connected
 
 Json = dict[str, Any]
 
@@ -104,21 +102,11 @@ async def running(
         fake.add_guild(guild_id, f"Server {guild_id % 1000}", channel_ids=[channel_id])
     for thread_id, (parent_id, owner_id) in (threads or {}).items():
         add_thread(fake, parent_id, thread_id, owner_id, f"thread {thread_id % 1000}")
-    saved = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
-    discord.http.Route.BASE = fake.api_base
-    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(fake.gateway_url)
     try:
         bot = StatementBot(settings, engine, guild_ready_timeout=0.01)
-        async with bot:
-            task = asyncio.create_task(bot.start("token"))
-            try:
-                await asyncio.wait_for(bot.wait_until_ready(), 10)
-                yield fake, bot
-            finally:
-                await bot.close()
-                await task
+        async with connected(fake, bot):
+            yield fake, bot
     finally:
-        discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = saved
         await fake.stop()
 
 

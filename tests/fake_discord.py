@@ -9,17 +9,20 @@ the client at it with ``discord.http.Route.BASE = fake.api_base`` and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fnmatch
 import itertools
 import json
 import mimetypes
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+import discord
+import yarl
 from aiohttp import BodyPartReader, WSMsgType, web
 
 Json = dict[str, Any]
@@ -45,8 +48,14 @@ def _now() -> str:
 
 def _user(user_id: int | str, *, bot: bool = False) -> Json:
     """A user object for the given id."""
-    user = {"id": str(user_id), "username": f"user{user_id}", "discriminator": "0",
-            "global_name": None, "avatar": None, "public_flags": 0}
+    user = {
+        "id": str(user_id),
+        "username": f"user{user_id}",
+        "discriminator": "0",
+        "global_name": None,
+        "avatar": None,
+        "public_flags": 0,
+    }
     if bot:
         user.update(username="statement-bot", global_name="Statement Bot", bot=True)
     return user
@@ -54,8 +63,16 @@ def _user(user_id: int | str, *, bot: bool = False) -> Json:
 
 def _member(permissions: int | None = None) -> Json:
     """A guild member object without its user, as gateway messages carry it."""
-    member = {"roles": [], "joined_at": _now(), "deaf": False, "mute": False, "flags": 0,
-              "pending": False, "nick": None, "avatar": None}
+    member = {
+        "roles": [],
+        "joined_at": _now(),
+        "deaf": False,
+        "mute": False,
+        "flags": 0,
+        "pending": False,
+        "nick": None,
+        "avatar": None,
+    }
     if permissions is not None:
         member["permissions"] = str(permissions)
     return member
@@ -73,8 +90,12 @@ def _json_response(
     body: Any, status: int = 200, headers: dict[str, str] | None = None
 ) -> web.Response:
     """A JSON response whose Content-Type is exactly ``application/json``, as discord.py expects."""
-    return web.Response(body=json.dumps(body).encode(), status=status, headers=headers,
-                        content_type="application/json")
+    return web.Response(
+        body=json.dumps(body).encode(),
+        status=status,
+        headers=headers,
+        content_type="application/json",
+    )
 
 
 async def _read_body(request: web.Request) -> tuple[Any, dict[str, bytes]]:
@@ -159,8 +180,11 @@ class _Fault:
     def response(self) -> web.Response:
         """The error answer: a retryable 429 (with the Via header discord.py requires) or other."""
         if self.status == 429:
-            body = {"message": "You are being rate limited.", "retry_after": self.retry_after,
-                    "global": False}
+            body = {
+                "message": "You are being rate limited.",
+                "retry_after": self.retry_after,
+                "global": False,
+            }
             return _json_response(body, 429, {"Via": "1.1 google"})
         return _json_response({"code": 0, "message": "injected failure"}, self.status)
 
@@ -236,28 +260,66 @@ class FakeDiscord:
     # -- world set-up ------------------------------------------------------------------------
 
     def add_guild(
-        self, guild_id: int, name: str = "Test Server", *, channel_ids: Iterable[int] = (),
+        self,
+        guild_id: int,
+        name: str = "Test Server",
+        *,
+        channel_ids: Iterable[int] = (),
         member_count: int = 2,
     ) -> list[int]:
         """Add a guild (sent at the next IDENTIFY) with text channels; return their ids."""
         ids = [int(c) for c in channel_ids] or [int(snowflake())]
         self.guilds[guild_id] = {
-            "id": str(guild_id), "name": name, "icon": None, "owner_id": str(guild_id + 1),
-            "roles": [{"id": str(guild_id), "name": "@everyone", "permissions": ALL_PERMISSIONS,
-                       "position": 0, "colors": {"primary_color": 0}, "hoist": False,
-                       "managed": False, "mentionable": False, "flags": 0}],
-            "member_count": member_count, "large": False, "unavailable": False,
-            "features": [], "emojis": [], "stickers": [], "presences": [], "voice_states": [],
-            "stage_instances": [], "guild_scheduled_events": [], "soundboard_sounds": [],
-            "verification_level": 0, "default_message_notifications": 0, "mfa_level": 0,
-            "explicit_content_filter": 0, "nsfw_level": 0, "premium_tier": 0,
-            "preferred_locale": "en-US", "system_channel_id": str(ids[0]), "joined_at": _now(),
+            "id": str(guild_id),
+            "name": name,
+            "icon": None,
+            "owner_id": str(guild_id + 1),
+            "roles": [
+                {
+                    "id": str(guild_id),
+                    "name": "@everyone",
+                    "permissions": ALL_PERMISSIONS,
+                    "position": 0,
+                    "colors": {"primary_color": 0},
+                    "hoist": False,
+                    "managed": False,
+                    "mentionable": False,
+                    "flags": 0,
+                }
+            ],
+            "member_count": member_count,
+            "large": False,
+            "unavailable": False,
+            "features": [],
+            "emojis": [],
+            "stickers": [],
+            "presences": [],
+            "voice_states": [],
+            "stage_instances": [],
+            "guild_scheduled_events": [],
+            "soundboard_sounds": [],
+            "verification_level": 0,
+            "default_message_notifications": 0,
+            "mfa_level": 0,
+            "explicit_content_filter": 0,
+            "nsfw_level": 0,
+            "premium_tier": 0,
+            "preferred_locale": "en-US",
+            "system_channel_id": str(ids[0]),
+            "joined_at": _now(),
         }
         for position, channel_id in enumerate(ids):
             self.channels[str(channel_id)] = {
-                "id": str(channel_id), "type": 0, "guild_id": str(guild_id),
-                "name": f"channel-{position}", "position": position, "parent_id": None,
-                "topic": None, "nsfw": False, "last_message_id": None, "rate_limit_per_user": 0,
+                "id": str(channel_id),
+                "type": 0,
+                "guild_id": str(guild_id),
+                "name": f"channel-{position}",
+                "position": position,
+                "parent_id": None,
+                "topic": None,
+                "nsfw": False,
+                "last_message_id": None,
+                "rate_limit_per_user": 0,
                 "permission_overwrites": [],
             }
         return ids
@@ -272,11 +334,22 @@ class FakeDiscord:
         attachment_id = snowflake()
         self._files[attachment_id] = (data, content_type)
         url = f"http://127.0.0.1:{self._port}/cdn/attachments/{attachment_id}/{filename}"
-        return {"id": attachment_id, "filename": filename, "size": len(data), "url": url,
-                "proxy_url": url, "content_type": content_type}
+        return {
+            "id": attachment_id,
+            "filename": filename,
+            "size": len(data),
+            "url": url,
+            "proxy_url": url,
+            "content_type": content_type,
+        }
 
     def fail_next(
-        self, method: str, path_glob: str, *, times: int = 1, status: int = 429,
+        self,
+        method: str,
+        path_glob: str,
+        *,
+        times: int = 1,
+        status: int = 429,
         retry_after: float = 0.05,
     ) -> None:
         """Answer the next ``times`` requests matching method and glob (on ``Recorded.path``)
@@ -334,8 +407,9 @@ class FakeDiscord:
         """Click the button ``custom_id`` on ``message`` (a message dict from the stand-in)."""
         message = self.messages.get(message["id"], message)
         data = {"custom_id": custom_id, "component_type": 2}
-        return await self._interact(3, data, guild_id, user_id, permissions,
-                                    int(message["channel_id"]), message)
+        return await self._interact(
+            3, data, guild_id, user_id, permissions, int(message["channel_id"]), message
+        )
 
     async def message(
         self,
@@ -355,18 +429,29 @@ class FakeDiscord:
         if mention_bot and reply_to is None and mention not in content:
             content = f"{mention} {content}"
         msg = self._new_message(str(channel_id), {"content": content}, {}, _user(user_id))
-        msg.update(guild_id=str(guild_id), member=_member(), attachments=attachments or [],
-                   mentions=[self.bot_user] if mention_bot else [])
+        msg.update(
+            guild_id=str(guild_id),
+            member=_member(),
+            attachments=attachments or [],
+            mentions=[self.bot_user] if mention_bot else [],
+        )
         if reply_to is not None:
-            msg.update(type=19, referenced_message=self.messages.get(reply_to["id"], reply_to),
-                       message_reference={"type": 0, "message_id": reply_to["id"],
-                                          "channel_id": reply_to["channel_id"],
-                                          "guild_id": str(guild_id)})
+            msg.update(
+                type=19,
+                referenced_message=self.messages.get(reply_to["id"], reply_to),
+                message_reference={
+                    "type": 0,
+                    "message_id": reply_to["id"],
+                    "channel_id": reply_to["channel_id"],
+                    "guild_id": str(guild_id),
+                },
+            )
         await self._dispatch("MESSAGE_CREATE", msg)
         return msg
 
-    async def drop_connection(self, code: int = 4000, *, wait: bool = True,
-                              timeout: float = 10.0) -> None:
+    async def drop_connection(
+        self, code: int = 4000, *, wait: bool = True, timeout: float = 10.0
+    ) -> None:
         """Close the gateway connection as Discord would; by default wait for the bot to resume
         (or re-identify)."""
         if self._ws is None:
@@ -462,8 +547,11 @@ class FakeDiscord:
 
     @staticmethod
     def _options(
-        command: Json, subcommand: str | None, values: dict[str, Any],
-        attachments: dict[str, Json], focused: tuple[str, str] | None = None,
+        command: Json,
+        subcommand: str | None,
+        values: dict[str, Any],
+        attachments: dict[str, Json],
+        focused: tuple[str, str] | None = None,
     ) -> tuple[list[Json], Json]:
         """Interaction options (nested under the subcommand path) and ``resolved`` data,
         typed from the synced schema."""
@@ -483,8 +571,14 @@ class FakeDiscord:
         level += [{"name": k, "type": types[k], "value": v} for k, v in values.items()]
         level += [{"name": k, "type": 11, "value": a["id"]} for k, a in attachments.items()]
         if focused:
-            level.append({"name": focused[0], "type": types[focused[0]], "value": focused[1],
-                          "focused": True})
+            level.append(
+                {
+                    "name": focused[0],
+                    "type": types[focused[0]],
+                    "value": focused[1],
+                    "focused": True,
+                }
+            )
         if not attachments:
             return top, {}
         return top, {"attachments": {a["id"]: a for a in attachments.values()}}
@@ -492,8 +586,14 @@ class FakeDiscord:
     def _guild_channel(self, guild_id: int, channel_id: int | None) -> Json:
         """A channel or thread of the guild (by default its first text channel)."""
         if channel_id is None:
-            channel_id = next((int(c["id"]) for c in self.channels.values()
-                               if c["guild_id"] == str(guild_id) and c["type"] == 0), None)
+            channel_id = next(
+                (
+                    int(c["id"])
+                    for c in self.channels.values()
+                    if c["guild_id"] == str(guild_id) and c["type"] == 0
+                ),
+                None,
+            )
         channel = self.channels.get(str(channel_id))
         if channel is None or channel["guild_id"] != str(guild_id):
             raise LookupError(f"no channel {channel_id} in guild {guild_id}; see add_guild()")
@@ -508,26 +608,50 @@ class FakeDiscord:
         return data
 
     async def _interact(
-        self, kind: int, data: Json, guild_id: int, user_id: int, permissions: int,
-        channel_id: int | None, message: Json | None = None,
+        self,
+        kind: int,
+        data: Json,
+        guild_id: int,
+        user_id: int,
+        permissions: int,
+        channel_id: int | None,
+        message: Json | None = None,
     ) -> FakeInteraction:
         """Dispatch INTERACTION_CREATE and remember the interaction by token."""
         channel = self._guild_channel(guild_id, channel_id)
         ix_id, token = snowflake(), f"itoken{secrets.token_hex(16)}"
         payload = {
-            "id": ix_id, "application_id": str(self.application_id), "type": kind, "data": data,
-            "guild_id": str(guild_id), "guild": {"id": str(guild_id), "locale": "en-US",
-                                                 "features": []},
-            "channel_id": channel["id"], "channel": channel, "token": token, "version": 1,
+            "id": ix_id,
+            "application_id": str(self.application_id),
+            "type": kind,
+            "data": data,
+            "guild_id": str(guild_id),
+            "guild": {"id": str(guild_id), "locale": "en-US", "features": []},
+            "channel_id": channel["id"],
+            "channel": channel,
+            "token": token,
+            "version": 1,
             "member": {**_member(permissions), "user": _user(user_id)},
-            "app_permissions": ALL_PERMISSIONS, "locale": "en-US", "guild_locale": "en-US",
-            "entitlements": [], "authorizing_integration_owners": {"0": str(guild_id)},
-            "context": 0, "attachment_size_limit": ATTACHMENT_SIZE_LIMIT,
+            "app_permissions": ALL_PERMISSIONS,
+            "locale": "en-US",
+            "guild_locale": "en-US",
+            "entitlements": [],
+            "authorizing_integration_owners": {"0": str(guild_id)},
+            "context": 0,
+            "attachment_size_limit": ATTACHMENT_SIZE_LIMIT,
         }
         if message is not None:
             payload["message"] = message
-        ix = FakeInteraction(ix_id, token, kind, guild_id, int(channel["id"]), user_id, payload,
-                             message["id"] if message else None)
+        ix = FakeInteraction(
+            ix_id,
+            token,
+            kind,
+            guild_id,
+            int(channel["id"]),
+            user_id,
+            payload,
+            message["id"] if message else None,
+        )
         self.interactions[token] = ix
         await self._dispatch("INTERACTION_CREATE", payload)
         return ix
@@ -558,12 +682,21 @@ class FakeDiscord:
         elif op == 2:
             self.identifies += 1
             self._session_id, self._seq = secrets.token_hex(16), 0
-            await self._send(ws, {"op": 0, "t": "READY", "d": {
-                "v": 10, "user": self.bot_user, "session_id": self._session_id,
-                "resume_gateway_url": self.gateway_url,
-                "guilds": [{"id": str(g), "unavailable": True} for g in self.guilds],
-                "application": {"id": str(self.application_id), "flags": 0},
-            }})
+            await self._send(
+                ws,
+                {
+                    "op": 0,
+                    "t": "READY",
+                    "d": {
+                        "v": 10,
+                        "user": self.bot_user,
+                        "session_id": self._session_id,
+                        "resume_gateway_url": self.gateway_url,
+                        "guilds": [{"id": str(g), "unavailable": True} for g in self.guilds],
+                        "application": {"id": str(self.application_id), "flags": 0},
+                    },
+                },
+            )
             for guild_id in self.guilds:
                 await self._send(ws, {"op": 0, "t": "GUILD_CREATE", "d": self._guild(guild_id)})
             self._live.set()
@@ -578,10 +711,12 @@ class FakeDiscord:
     def _guild(self, guild_id: int) -> Json:
         """The full GUILD_CREATE payload, with the bot's member, channels and threads."""
         mine = [c for c in self.channels.values() if c["guild_id"] == str(guild_id)]
-        return {**self.guilds[guild_id],
-                "members": [{**_member(), "user": self.bot_user}],
-                "channels": [c for c in mine if c["type"] not in (10, 11, 12)],
-                "threads": [c for c in mine if c["type"] in (10, 11, 12)]}
+        return {
+            **self.guilds[guild_id],
+            "members": [{**_member(), "user": self.bot_user}],
+            "channels": [c for c in mine if c["type"] not in (10, 11, 12)],
+            "threads": [c for c in mine if c["type"] in (10, 11, 12)],
+        }
 
     async def _send(self, ws: web.WebSocketResponse, payload: Json) -> None:
         """Send one gateway payload, numbering dispatches."""
@@ -621,17 +756,26 @@ class FakeDiscord:
             ("PUT", api + "/applications/{app_id}/guilds/{guild_id}/commands", self._put_commands),
             ("POST", api + "/interactions/{interaction_id}/{token}/callback", self._callback),
             ("POST", api + "/webhooks/{app_id}/{token}", self._post_followup),
-            ("GET", api + "/webhooks/{app_id}/{token}/messages/{message_id}",
-             self._get_webhook_msg),
-            ("PATCH", api + "/webhooks/{app_id}/{token}/messages/{message_id}",
-             self._edit_webhook_msg),
+            (
+                "GET",
+                api + "/webhooks/{app_id}/{token}/messages/{message_id}",
+                self._get_webhook_msg,
+            ),
+            (
+                "PATCH",
+                api + "/webhooks/{app_id}/{token}/messages/{message_id}",
+                self._edit_webhook_msg,
+            ),
             ("GET", api + "/channels/{channel_id}", self._get_channel),
             ("POST", api + "/channels/{channel_id}/messages", self._post_message),
             ("GET", api + "/channels/{channel_id}/messages/{message_id}", self._get_message),
             ("PATCH", api + "/channels/{channel_id}/messages/{message_id}", self._edit_message),
             ("POST", api + "/channels/{channel_id}/typing", self._typing),
-            ("POST", api + "/channels/{channel_id}/messages/{message_id}/threads",
-             self._start_thread),
+            (
+                "POST",
+                api + "/channels/{channel_id}/messages/{message_id}/threads",
+                self._start_thread,
+            ),
         ]
         app.router.add_get("/gateway", self._gateway)
         for method, path, handler in routes:
@@ -646,11 +790,23 @@ class FakeDiscord:
             body, files = await _read_body(request)
             resource = request.match_info.route.resource
             route = resource.canonical if resource is not None else request.path
-            rec = Recorded(request.method, request.path.removeprefix(API_PREFIX),
-                           route.removeprefix(API_PREFIX), dict(request.query), body, files,
-                           request.match_info.get("token"), asyncio.get_running_loop().time())
-            call = _Call(request.method, request.path, request.match_info,
-                         body if body is not None else {}, files)
+            rec = Recorded(
+                request.method,
+                request.path.removeprefix(API_PREFIX),
+                route.removeprefix(API_PREFIX),
+                dict(request.query),
+                body,
+                files,
+                request.match_info.get("token"),
+                asyncio.get_running_loop().time(),
+            )
+            call = _Call(
+                request.method,
+                request.path,
+                request.match_info,
+                body if body is not None else {},
+                files,
+            )
             fault = self._take_fault(rec)
             response = fault.response() if fault else await self._answer(handler, call, rec)
             rec.status = response.status
@@ -666,8 +822,11 @@ class FakeDiscord:
         try:
             result = await handler(call)
         except (_ApiError, KeyError, TypeError, ValueError) as exc:
-            err = exc if isinstance(exc, _ApiError) else _ApiError(
-                400, 50035, f"Invalid Form Body ({exc!r})")
+            err = (
+                exc
+                if isinstance(exc, _ApiError)
+                else _ApiError(400, 50035, f"Invalid Form Body ({exc!r})")
+            )
             rec.response = err.body
             return _json_response(err.body, err.status)
         if isinstance(result, web.StreamResponse):
@@ -719,10 +878,19 @@ class FakeDiscord:
 
     async def _get_application(self, call: _Call) -> Json:
         """The bot's application (login)."""
-        return {"id": str(self.application_id), "name": "statement-bot", "description": "",
-                "icon": None, "bot_public": False, "bot_require_code_grant": False,
-                "owner": _user(self.application_id + 1), "verify_key": "0" * 64, "flags": 0,
-                "team": None, "summary": ""}
+        return {
+            "id": str(self.application_id),
+            "name": "statement-bot",
+            "description": "",
+            "icon": None,
+            "bot_public": False,
+            "bot_require_code_grant": False,
+            "owner": _user(self.application_id + 1),
+            "verify_key": "0" * 64,
+            "flags": 0,
+            "team": None,
+            "summary": "",
+        }
 
     def _scope(self, call: _Call) -> int | None:
         """The guild of a command route, or None for global commands."""
@@ -742,8 +910,12 @@ class FakeDiscord:
         synced = []
         for command in call.body:
             key = (command["name"], command.get("type", 1))
-            echoed = {**command, "id": old.get(key) or snowflake(), "version": snowflake(),
-                      "application_id": str(self.application_id)}
+            echoed = {
+                **command,
+                "id": old.get(key) or snowflake(),
+                "version": snowflake(),
+                "application_id": str(self.application_id),
+            }
             if scope is not None:
                 echoed["guild_id"] = str(scope)
             synced.append(echoed)
@@ -768,8 +940,9 @@ class FakeDiscord:
         ix.callback_type = kind
         message = None
         if kind in (4, 5):
-            message = self._new_message(str(ix.channel_id), data, call.files,
-                                        self.bot_user, webhook=True)
+            message = self._new_message(
+                str(ix.channel_id), data, call.files, self.bot_user, webhook=True
+            )
             message["type"] = 20 if ix.type == 2 else 0
             ix.original_id, ix.loading = message["id"], kind == 5
             if ix.loading:
@@ -783,10 +956,16 @@ class FakeDiscord:
         resource: Json = {"type": kind}
         if message is not None:
             resource["message"] = message
-        return {"interaction": {"id": ix.id, "type": ix.type, "response_message_id": ix.original_id,
-                                "response_message_loading": ix.loading,
-                                "response_message_ephemeral": bool(flags & EPHEMERAL)},
-                "resource": resource}
+        return {
+            "interaction": {
+                "id": ix.id,
+                "type": ix.type,
+                "response_message_id": ix.original_id,
+                "response_message_loading": ix.loading,
+                "response_message_ephemeral": bool(flags & EPHEMERAL),
+            },
+            "resource": resource,
+        }
 
     async def _post_followup(self, call: _Call) -> Json:
         """A follow-up; the first one after a "thinking" defer fills the loading message."""
@@ -795,8 +974,9 @@ class FakeDiscord:
             raise _ApiError(404, 10015, "Unknown Webhook")
         if ix.loading and ix.original_id:
             return self._fill(ix, call)
-        message = self._new_message(str(ix.channel_id), call.body, call.files,
-                                    self.bot_user, webhook=True)
+        message = self._new_message(
+            str(ix.channel_id), call.body, call.files, self.bot_user, webhook=True
+        )
         ix.followup_ids.append(message["id"])
         return message
 
@@ -862,14 +1042,21 @@ class FakeDiscord:
         body = call.body
         message = self._new_message(channel["id"], body, call.files, self.bot_user)
         if ref := body.get("message_reference"):
-            message.update(type=19, referenced_message=self.messages.get(str(ref["message_id"])),
-                           message_reference={"type": 0, "message_id": str(ref["message_id"]),
-                                              "channel_id": channel["id"],
-                                              "guild_id": channel["guild_id"]})
+            message.update(
+                type=19,
+                referenced_message=self.messages.get(str(ref["message_id"])),
+                message_reference={
+                    "type": 0,
+                    "message_id": str(ref["message_id"]),
+                    "channel_id": channel["id"],
+                    "guild_id": channel["guild_id"],
+                },
+            )
         channel["last_message_id"] = message["id"]
         if self.echo_bot_messages:
-            await self._dispatch_if_live("MESSAGE_CREATE", {
-                **message, "guild_id": channel["guild_id"], "member": _member()})
+            await self._dispatch_if_live(
+                "MESSAGE_CREATE", {**message, "guild_id": channel["guild_id"], "member": _member()}
+            )
         return message
 
     async def _edit_message(self, call: _Call) -> Json:
@@ -888,15 +1075,31 @@ class FakeDiscord:
             raise _ApiError(400, 160004, "A thread has already been created for this message")
         now = _now()
         thread = {
-            "id": thread_id, "type": 11, "guild_id": parent["guild_id"],
-            "parent_id": parent["id"], "owner_id": str(self.bot_user_id), "name": body["name"],
-            "last_message_id": None, "rate_limit_per_user": body.get("rate_limit_per_user") or 0,
-            "message_count": 0, "member_count": 1, "total_message_sent": 0, "flags": 0,
-            "thread_metadata": {"archived": False, "locked": False, "archive_timestamp": now,
-                                "auto_archive_duration": body.get("auto_archive_duration") or 1440,
-                                "create_timestamp": now},
-            "member": {"id": thread_id, "user_id": str(self.bot_user_id), "join_timestamp": now,
-                       "flags": 0},
+            "id": thread_id,
+            "type": 11,
+            "guild_id": parent["guild_id"],
+            "parent_id": parent["id"],
+            "owner_id": str(self.bot_user_id),
+            "name": body["name"],
+            "last_message_id": None,
+            "rate_limit_per_user": body.get("rate_limit_per_user") or 0,
+            "message_count": 0,
+            "member_count": 1,
+            "total_message_sent": 0,
+            "flags": 0,
+            "thread_metadata": {
+                "archived": False,
+                "locked": False,
+                "archive_timestamp": now,
+                "auto_archive_duration": body.get("auto_archive_duration") or 1440,
+                "create_timestamp": now,
+            },
+            "member": {
+                "id": thread_id,
+                "user_id": str(self.bot_user_id),
+                "join_timestamp": now,
+                "flags": 0,
+            },
         }
         self.channels[thread_id] = starter["thread"] = thread
         await self._dispatch_if_live("THREAD_CREATE", {**thread, "newly_created": True})
@@ -905,15 +1108,31 @@ class FakeDiscord:
     # -- messages ----------------------------------------------------------------------------
 
     def _new_message(
-        self, channel_id: str, body: Json, files: dict[str, bytes], author: Json, *,
+        self,
+        channel_id: str,
+        body: Json,
+        files: dict[str, bytes],
+        author: Json,
+        *,
         webhook: bool = False,
     ) -> Json:
         """Create and keep a message from a send payload."""
         message: Json = {
-            "id": snowflake(), "type": 0, "channel_id": channel_id, "author": author,
-            "content": "", "embeds": [], "components": [], "attachments": [], "mentions": [],
-            "mention_roles": [], "mention_everyone": False, "pinned": False,
-            "tts": bool(body.get("tts")), "timestamp": _now(), "edited_timestamp": None,
+            "id": snowflake(),
+            "type": 0,
+            "channel_id": channel_id,
+            "author": author,
+            "content": "",
+            "embeds": [],
+            "components": [],
+            "attachments": [],
+            "mentions": [],
+            "mention_roles": [],
+            "mention_everyone": False,
+            "pinned": False,
+            "tts": bool(body.get("tts")),
+            "timestamp": _now(),
+            "edited_timestamp": None,
             "flags": 0,
         }
         if webhook:
@@ -951,3 +1170,24 @@ class FakeDiscord:
         """Serve a file the bot uploaded."""
         content_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
         return self.add_attachment(filename, data, content_type)
+
+
+@contextlib.asynccontextmanager
+async def connected(
+    fake: FakeDiscord, bot: discord.Client, timeout: float = 10
+) -> AsyncIterator[None]:
+    """Point discord.py at a started stand-in, run `bot` until ready, then close and restore."""
+    saved = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
+    discord.http.Route.BASE = fake.api_base
+    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(fake.gateway_url)
+    try:
+        async with bot:
+            task = asyncio.create_task(bot.start("token"))
+            try:
+                await asyncio.wait_for(bot.wait_until_ready(), timeout)
+                yield
+            finally:
+                await bot.close()
+                await task
+    finally:
+        discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = saved

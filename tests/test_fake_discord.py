@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import io
 from collections.abc import AsyncIterator
@@ -10,11 +9,10 @@ from collections.abc import AsyncIterator
 import aiohttp
 import discord
 import pytest
-import yarl
 from discord import app_commands
 from discord.ext import commands
 
-from tests.fake_discord import FakeDiscord
+from tests.fake_discord import FakeDiscord, connected
 
 GUILD = 1_200_000_000_000_000_001
 CHANNEL = 1_200_000_000_000_000_002
@@ -108,21 +106,11 @@ async def running() -> AsyncIterator[tuple[FakeDiscord, TinyBot]]:
     fake = FakeDiscord()
     await fake.start()
     fake.add_guild(GUILD, channel_ids=[CHANNEL])
-    saved = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
-    discord.http.Route.BASE = fake.api_base
-    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(fake.gateway_url)
     try:
         bot = TinyBot()
-        async with bot:
-            task = asyncio.create_task(bot.start("token"))
-            try:
-                await asyncio.wait_for(bot.wait_until_ready(), 10)
-                yield fake, bot
-            finally:
-                await bot.close()
-                await task
+        async with connected(fake, bot):
+            yield fake, bot
     finally:
-        discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = saved
         await fake.stop()
 
 
@@ -154,8 +142,9 @@ async def test_slash_command_defers_then_follows_up() -> None:
 async def test_guild_subcommand_downloads_attachment_and_uploads_echo() -> None:
     async with running() as (fake, _):
         attachment = fake.add_attachment("notes.txt", b"hello world", "text/plain")
-        ix = await fake.interact("docs", subcommand="add", guild_id=GUILD, user_id=USER,
-                                 attachments={"file": attachment})
+        ix = await fake.interact(
+            "docs", subcommand="add", guild_id=GUILD, user_id=USER, attachments={"file": attachment}
+        )
         assert ix.payload["data"]["guild_id"] == str(GUILD)
         shown = await fake.wait_answered(ix)
         assert shown["content"] == "notes.txt: 11 bytes"
@@ -170,11 +159,13 @@ async def test_guild_subcommand_downloads_attachment_and_uploads_echo() -> None:
 
 async def test_autocomplete_returns_choices() -> None:
     async with running() as (fake, _):
-        choices = await fake.autocomplete("docs", "remove", "document", "b",
-                                          guild_id=GUILD, user_id=USER)
+        choices = await fake.autocomplete(
+            "docs", "remove", "document", "b", guild_id=GUILD, user_id=USER
+        )
         assert choices == [{"name": "beta.txt", "value": "beta.txt"}]
-        ix = await fake.interact("docs", {"document": "beta.txt"}, subcommand="remove",
-                                 guild_id=GUILD, user_id=USER)
+        ix = await fake.interact(
+            "docs", {"document": "beta.txt"}, subcommand="remove", guild_id=GUILD, user_id=USER
+        )
         assert (await fake.wait_answered(ix))["content"] == "removed beta.txt"
 
 
@@ -196,8 +187,9 @@ async def test_mention_and_reply_to_the_bot_are_answered() -> None:
         assert reply["content"] == "you said: hello"
         assert reply["message_reference"]["message_id"] == asked["id"]
         assert any(r.path == f"/channels/{CHANNEL}/typing" for r in fake.requests)
-        again = await fake.message("and?", guild_id=GUILD, channel_id=CHANNEL, user_id=USER,
-                                   reply_to=reply)
+        again = await fake.message(
+            "and?", guild_id=GUILD, channel_id=CHANNEL, user_id=USER, reply_to=reply
+        )
         assert again["type"] == 19 and again["content"] == "and?"
         answer = await fake.wait_for_reply(again)
         assert answer["content"] == "re 'you said: hello', you said: and?"
@@ -205,13 +197,13 @@ async def test_mention_and_reply_to_the_bot_are_answered() -> None:
 
 async def test_thread_from_a_message_then_a_message_inside_it() -> None:
     async with running() as (fake, bot):
-        asked = await fake.message("thread please", guild_id=GUILD, channel_id=CHANNEL,
-                                   user_id=USER)
+        asked = await fake.message(
+            "thread please", guild_id=GUILD, channel_id=CHANNEL, user_id=USER
+        )
         started = await fake.wait_for_reply(asked)
         assert started["channel_id"] == asked["id"] and started["content"] == "thread started"
         assert fake.channels[asked["id"]]["type"] == 11
-        inside = await fake.message("hi", guild_id=GUILD, channel_id=int(asked["id"]),
-                                    user_id=USER)
+        inside = await fake.message("hi", guild_id=GUILD, channel_id=int(asked["id"]), user_id=USER)
         answer = await fake.wait_for_reply(inside)
         assert answer["content"] == "in thread please: hi"
         assert bot.get_channel(int(asked["id"])) is not None
