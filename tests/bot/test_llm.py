@@ -13,23 +13,18 @@ import pytest_asyncio
 
 from bot.answer import compose
 from bot.config import Settings
-from bot.llm import (
-    REFUSAL,
+from bot.llm import REFUSAL, Generator, build_messages, claims, hit_passages, is_refusal
+from bot.records import Answer
+from bot.support import (
     SUPPORT_THRESHOLD,
     W_COSINE,
     Claim,
-    Generator,
-    build_messages,
     calibrate,
-    claims,
-    hit_passages,
-    is_refusal,
     missing_terms,
     score_pairs,
     supported,
     verify,
 )
-from bot.records import Answer
 from tests.conftest import ROOT, STATEMENT
 from tests.fake_openai import FakeOpenAI
 
