@@ -182,10 +182,8 @@ def _ask(args, settings: Settings) -> int:
         return 0
     print(answer.text)
     for c in answer.citations:
-        print(
-            f"\n[{c.n}] {c.title} — {c.chunk.doc_id} {c.chunk.location} (chars {c.start}–{c.end})"
-        )
-        print(f"    “{c.quote}”")
+        where = f"{c.chunk.doc_id} {c.chunk.location} (chars {c.start}–{c.end})"
+        print(f"\n[{c.n}] {c.chunk.title} — {where}\n    > {c.quote}")
     return 0 if answer.found else 1
 
 

@@ -66,6 +66,12 @@ def test_ask_json_batch_and_exit_codes(cli, tmp_path):
     data = json.loads(out)
     assert code == 0 and data["found"] and "Keir Starmer" in data["answer"]
 
+    code, out, _ = cli("ask", "Who called Diane Abbott a trailblazer?")
+    assert code == 0 and out.startswith("According to “Jeremy Corbyn will run")
+    title = "Jeremy Corbyn will run as an independent in Islington North"
+    assert f"\n[1] {title} — statement.txt ¶5" in out
+    assert "‘trailblazer’" in out
+
     code, out, _ = cli("ask", "What is the capital of Peru?")
     assert code == 1 and out.strip() == "The indexed documents don't answer that."
 
