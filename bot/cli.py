@@ -134,6 +134,11 @@ def _lines(path: Path) -> Iterator[dict]:
                     raise Error(f'{path}:{number} is not a {{"id", "text"}} JSON line.') from err
 
 
+def _where(chunk, start: int, end: int) -> str:
+    """Where a passage is, for people: document, paragraph or page, character offsets."""
+    return f"{chunk.doc_id} {chunk.location} (chars {start}–{end})"
+
+
 def _hit_json(hit) -> dict:
     c = hit.chunk
     return {
@@ -156,20 +161,16 @@ def _search(args, settings: Settings) -> int:
     if args.queries:
         for row in _lines(args.queries):
             hits = engine.search(row["text"], k=args.k, mode=args.mode)
-            print(
-                json.dumps(
-                    {"id": row["id"], "hits": [_hit_json(h) for h in hits]}, ensure_ascii=False
-                ),
-                flush=False,
-            )
+            row = {"id": row["id"], "hits": [_hit_json(h) for h in hits]}
+            print(json.dumps(row, ensure_ascii=False))
         return 0
     hits = engine.search(args.query, k=args.k, mode=args.mode)
     if args.json:
         print(json.dumps([_hit_json(h) for h in hits], ensure_ascii=False, indent=1))
-    for n, h in enumerate(hits, 1) if not args.json else ():
+        return 0
+    for n, h in enumerate(hits, 1):
         c = h.chunk
-        print(f"{n}. [{h.score:.4f}] {c.title} — {c.doc_id} {c.location} (chars {c.start}–{c.end})")
-        print(f"   {c.text}\n")
+        print(f"{n}. [{h.score:.4f}] {c.title} — {_where(c, c.start, c.end)}\n   {c.text}\n")
     return 0
 
 
@@ -186,8 +187,7 @@ def _ask(args, settings: Settings) -> int:
         return 0
     print(answer.text)
     for c in answer.citations:
-        where = f"{c.chunk.doc_id} {c.chunk.location} (chars {c.start}–{c.end})"
-        print(f"\n[{c.n}] {c.chunk.title} — {where}\n    > {c.quote}")
+        print(f"\n[{c.n}] {c.chunk.title} — {_where(c.chunk, c.start, c.end)}\n    > {c.quote}")
     return 0 if answer.found else 1
 
 

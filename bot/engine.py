@@ -153,10 +153,7 @@ class Engine:
 
     def documents(self, guild_id: int | None = None) -> list[DocInfo]:
         """The documents answers can draw on here: shared ones, then this server's own."""
-        scopes = [SHARED] + ([str(guild_id)] if guild_id is not None else [])
-        return [
-            info for s in scopes if s in self.indexes for info in self.indexes[s].infos.values()
-        ]
+        return [info for ix in self._scope(guild_id) for info in ix.infos.values()]
 
     # -- writing -----------------------------------------------------------------------------
 

@@ -2,8 +2,8 @@
 
 The model sees the retrieved passages as numbered, delimited data and must end each sentence
 with the numbers of the passages it used. No generated sentence is shown before it is verified
-(bot/support.py). Citations are the engine's own exact slices of the documents. Any failure of the model (timeout,
-429, 5xx, a malformed reply) yields the extractive answer.
+(bot/support.py). Citations are the engine's own exact slices of the documents. Any failure of
+the model (timeout, 429, 5xx, a malformed reply) yields the extractive answer.
 """
 
 from __future__ import annotations
