@@ -4,6 +4,7 @@ loopback Discord stand-in. Assertions are on what the bot actually sent."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import itertools
 import logging
@@ -572,17 +573,33 @@ async def test_broken_upload_is_refused_precisely_and_changes_nothing(
 # -- re-indexing --------------------------------------------------------------------------------
 
 
-async def test_reindex_reports_progress_and_a_second_one_is_told_it_is_running(world: Bot) -> None:
-    fake, _, engine = world
-    gate: GatedEmbedder = engine.embedder  # type: ignore[assignment]
+@contextlib.asynccontextmanager
+async def herons_added(engine: Engine) -> AsyncIterator[None]:
+    """A new document in the data folder during the block; removed and re-indexed away after."""
     added = engine.settings.data_dir / "herons.txt"
     added.write_text("Herons of Quenville\n\nGrey herons nest on the lake islands in April.\n")
     try:
+        yield
+    finally:
+        added.unlink()
+        await reindex_when_idle(engine)
+
+
+async def start_held_reindex(fake: FakeDiscord, gate: GatedEmbedder) -> FakeInteraction:
+    """Start an admin /reindex; return once it is embedding, inside the engine's write lock."""
+    ix = await fake.interact(
+        "reindex", guild_id=GUILD_A, user_id=new_user(), permissions=MANAGE_GUILD
+    )
+    await gate.wait_entered()
+    return ix
+
+
+async def test_reindex_reports_progress_and_a_second_one_is_told_it_is_running(world: Bot) -> None:
+    fake, _, engine = world
+    gate: GatedEmbedder = engine.embedder  # type: ignore[assignment]
+    async with herons_added(engine):
         with gate.held():
-            first = await fake.interact(
-                "reindex", guild_id=GUILD_A, user_id=new_user(), permissions=MANAGE_GUILD
-            )
-            await gate.wait_entered()  # the first re-index is embedding, inside the write lock
+            first = await start_held_reindex(fake, gate)
             _, second = await admin(fake, "reindex")
             assert second["content"] == BUSY and second["flags"] & EPHEMERAL
             assert callbacks(fake, first) == [{"type": 5, "data": {"flags": EPHEMERAL}}]
@@ -610,22 +627,14 @@ async def test_reindex_reports_progress_and_a_second_one_is_told_it_is_running(w
         assert patches == edits
         _, shown = await ask(fake, "Where do grey herons nest?")
         assert "lake islands" in shown["content"]
-    finally:
-        added.unlink()
-        await reindex_when_idle(engine)
 
 
 async def test_questions_are_answered_while_a_reindex_runs(world: Bot) -> None:
     fake, _, engine = world
     gate: GatedEmbedder = engine.embedder  # type: ignore[assignment]
-    added = engine.settings.data_dir / "herons.txt"
-    added.write_text("Herons of Quenville\n\nGrey herons nest on the lake islands in April.\n")
-    try:
+    async with herons_added(engine):
         with gate.held():
-            running_ix = await fake.interact(
-                "reindex", guild_id=GUILD_A, user_id=new_user(), permissions=MANAGE_GUILD
-            )
-            await gate.wait_entered()
+            running_ix = await start_held_reindex(fake, gate)
             asked = [
                 await fake.interact(
                     "ask", {"question": CORBYN}, guild_id=GUILD_A, user_id=new_user()
@@ -647,9 +656,6 @@ async def test_questions_are_answered_while_a_reindex_runs(world: Bot) -> None:
             timeout=30,
         )
         assert "(2 re-embedded)" in done.json["content"]
-    finally:
-        added.unlink()
-        await reindex_when_idle(engine)
 
 
 # -- the connection and the cooldown ------------------------------------------------------------
