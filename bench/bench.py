@@ -248,16 +248,32 @@ def indexing(table: Table, embedder: Embedder, work: Path, ndocs: int, parts: in
     for name, label in (("raw", "raw model.encode"), ("build", "indexer.build (fresh)")):
         table.add(f, label, f"{n / seconds[name]:.1f} chunks/s ({seconds[name]:.1f} s)")
     table.add(f, "build / raw throughput", f"{ratio:.2f}x", ">= 0.8x", ratio >= 0.8)
-    table.add(f, "update(), nothing changed", f"{same_s:.2f} s, re-embedded {same.embedded}",
-              "~1 s, 0", same.embedded == 0 and not same.changed and same_s <= 1.5)
+    table.add(
+        f,
+        "update(), nothing changed",
+        f"{same_s:.2f} s, re-embedded {same.embedded}",
+        "~1 s, 0",
+        same.embedded == 0 and not same.changed and same_s <= 1.5,
+    )
     f = "3 incr"
-    table.add(f, f"update(), +1 doc on {n} chunks",
-              f"{added_s:.2f} s, re-embedded {added.embedded} (doc has {new_chunks})",
-              "= doc's chunks", added.embedded == new_chunks)
+    table.add(
+        f,
+        f"update(), +1 doc on {n} chunks",
+        f"{added_s:.2f} s, re-embedded {added.embedded} (doc has {new_chunks})",
+        "= doc's chunks",
+        added.embedded == new_chunks,
+    )
     table.add(f, "vs full update(rebuild=True)", f"{added_s / full_s:.1%} of {full_s:.1f} s")
-    return {"docs": ndocs, "chunks": n, **{f"{k}_s": v for k, v in seconds.items()},
-            "full_s": full_s, "unchanged_s": same_s, "added_s": added_s,
-            "added_embedded": added.embedded, "added_chunks": new_chunks}
+    return {
+        "docs": ndocs,
+        "chunks": n,
+        **{f"{k}_s": v for k, v in seconds.items()},
+        "full_s": full_s,
+        "unchanged_s": same_s,
+        "added_s": added_s,
+        "added_embedded": added.embedded,
+        "added_chunks": new_chunks,
+    }
 
 
 # -- 4. cold start ------------------------------------------------------------------------------
@@ -297,8 +313,11 @@ def cold_start(table: Table, data: Path, state: Path) -> dict:
     table.add(f, "Embedder() / Engine.open()", f"{r['model']:.2f} s / {r['open']:.2f} s")
     table.add(f, "model and index loaded after imports", f"{loaded:.2f} s", "< 3 s", loaded < 3)
     table.add(f, "process start to ready (wall)", f"{wall:.2f} s")
-    table.add(f, "RSS after imports / model / index",
-              f"{r['rss_imports']:.0f} / {r['rss_model']:.0f} / {r['rss_index']:.0f} MB")
+    table.add(
+        f,
+        "RSS after imports / model / index",
+        f"{r['rss_imports']:.0f} / {r['rss_model']:.0f} / {r['rss_index']:.0f} MB",
+    )
     table.add(f, "memory beyond the model (shipped)", f"{extra:.0f} MB", "< 100 MB", extra < 100)
     return {**r, "wall": wall}
 
@@ -348,8 +367,12 @@ def probe(index: faiss.Index, queries: np.ndarray, truth: np.ndarray, budget_s: 
         if sum(seconds) > budget_s and i >= 30:  # exhaustive search at 1M is slow: stop early
             break
     faiss.omp_set_num_threads(os.cpu_count() or 1)
-    return {"p50_ms": pct(seconds, 50), "p95_ms": pct(seconds, 95), "recall": float(np.mean(hits)),
-            "queries": len(seconds)}
+    return {
+        "p50_ms": pct(seconds, 50),
+        "p95_ms": pct(seconds, 95),
+        "recall": float(np.mean(hits)),
+        "queries": len(seconds),
+    }
 
 
 def scale(table: Table, sizes: tuple[int, ...], nq: int, hnsw_budget: float) -> list[dict]:
@@ -364,15 +387,26 @@ def scale(table: Table, sizes: tuple[int, ...], nq: int, hnsw_budget: float) -> 
         truth = flat.search(q, K)[1]  # exact top-K, one batched call
         for kind in KINDS:
             if kind == "hnsw" and hnsw_rate and n / hnsw_rate > hnsw_budget:
-                rows.append({"n": n, "kind": kind, "auto": kind == auto,
-                             "skipped": f"build would take ~{n / hnsw_rate:.0f} s"})
+                rows.append(
+                    {
+                        "n": n,
+                        "kind": kind,
+                        "auto": kind == auto,
+                        "skipped": f"build would take ~{n / hnsw_rate:.0f} s",
+                    }
+                )
                 continue
             index, build_s = (flat, flat_s) if kind == "flat" else clock(make_faiss, x, kind)
             if kind == "hnsw":
                 hnsw_rate = n / build_s / 1.2  # per vector, HNSW inserts slow as the graph grows
-            row = {"n": n, "kind": kind, "auto": kind == auto, "build_s": build_s,
-                   "bytes_per_chunk": len(faiss.serialize_index(index)) / n,
-                   **probe(index, q, truth, budget_s=10)}
+            row = {
+                "n": n,
+                "kind": kind,
+                "auto": kind == auto,
+                "build_s": build_s,
+                "bytes_per_chunk": len(faiss.serialize_index(index)) / n,
+                **probe(index, q, truth, budget_s=10),
+            }
             rows.append(row)
             del index
         del flat, x
@@ -395,9 +429,18 @@ def print_scale(rows: list[dict]) -> None:
         if "skipped" in r:
             out.append((f"{r['n']:,}", name, f"skipped: {r['skipped']}", "", "", "", "", ""))
             continue
-        out.append((f"{r['n']:,}", name, f"{r['build_s']:.1f}", f"{r['p50_ms']:.2f}",
-                    f"{r['p95_ms']:.2f}", f"{r['bytes_per_chunk']:.0f}", f"{r['recall']:.3f}",
-                    r["queries"]))
+        out.append(
+            (
+                f"{r['n']:,}",
+                name,
+                f"{r['build_s']:.1f}",
+                f"{r['p50_ms']:.2f}",
+                f"{r['p95_ms']:.2f}",
+                f"{r['bytes_per_chunk']:.0f}",
+                f"{r['recall']:.3f}",
+                r["queries"],
+            )
+        )
     _print_rows(header, out)
 
 
@@ -416,10 +459,20 @@ def plot(rows: list[dict], path: Path) -> None:
         mem.plot(n, [r["bytes_per_chunk"] for r in rs], "o-", color=color, label=kind)
     lat.axhline(20, color="grey", lw=0.8, ls=":", label="p95 target")
     mem.axhline(2000, color="grey", lw=0.8, ls=":", label="2 GB at 1M")
-    lat.set(xscale="log", yscale="log", xlabel="chunks", ylabel="single-query search, ms",
-            title=f"FAISS search latency (k={CANDIDATES})")
-    mem.set(xscale="log", xlabel="chunks", ylabel="bytes per chunk (serialized index)",
-            title="FAISS index memory per chunk", ylim=(0, None))
+    lat.set(
+        xscale="log",
+        yscale="log",
+        xlabel="chunks",
+        ylabel="single-query search, ms",
+        title=f"FAISS search latency (k={CANDIDATES})",
+    )
+    mem.set(
+        xscale="log",
+        xlabel="chunks",
+        ylabel="bytes per chunk (serialized index)",
+        title="FAISS index memory per chunk",
+        ylim=(0, None),
+    )
     for ax in (lat, mem):
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
