@@ -25,12 +25,16 @@ def search(
     """The best `k` chunks across `indexes` for a query and its (unit) embedding.
 
     Candidates from each index are merged by score first: cosines are comparable across
-    indexes built with one model, and BM25 scores nearly so.
+    indexes built with one model, and BM25 scores nearly so. Dense candidates are ranked by
+    the chunk's cosine plus its best sentence's, so one sentence that matches well lifts a
+    long passage whose average meaning is diluted.
     """
     if mode not in MODES:
         raise ValueError(f"unknown search mode {mode!r}")
     n = max(k, candidates) if mode == "hybrid" else k
     dense = _merge(ix.dense(qvec, n) for ix in indexes) if mode != "lexical" else []
+    sentences = {key: indexes[key[0]].sentence_scores(key[1], qvec) for key, _ in dense}
+    dense.sort(key=lambda kv: -(kv[1] + sentences[kv[0]].max(initial=-1.0)))
     lexical = _merge(ix.lexical.search(fold(query), n) for ix in indexes) if mode != "dense" else []
     dense_rank = {key: r for r, (key, _) in enumerate(dense[:n], 1)}
     lexical_rank = {key: r for r, (key, _) in enumerate(lexical[:n], 1)}
@@ -47,6 +51,8 @@ def search(
     hits = []
     for (which, i), score in ranked:
         ix = indexes[which]
+        if qvec is not None and (which, i) not in sentences:  # a lexical-only candidate
+            sentences[which, i] = ix.sentence_scores(i, qvec)
         hits.append(
             Hit(
                 chunk=ix.chunks[i],
@@ -54,9 +60,7 @@ def search(
                 dense_score=float(ix.vectors[i] @ qvec) if qvec is not None else None,
                 dense_rank=dense_rank.get((which, i)),
                 lexical_rank=lexical_rank.get((which, i)),
-                sentence_scores=tuple(ix.sentence_scores(i, qvec).tolist())
-                if qvec is not None
-                else (),
+                sentence_scores=tuple(sentences[which, i].tolist()) if qvec is not None else (),
             )
         )
     return hits

@@ -83,3 +83,17 @@ def test_state_survives_a_restart(make_engine, embedder):
     again = make_engine()
     assert "uploads/notes.md" in [d.doc_id for d in again.documents(7)]
     assert again.ask("What is the quorum?", guild_id=7).found
+
+
+def test_dense_ranking_counts_the_best_sentence(engine):
+    """A passage ranks by its own cosine plus its best sentence's, so one matching sentence in
+    a long paragraph lifts it: here it changes the order for at least one question."""
+    reordered = 0
+    for question in ["did corbyn oppose austerity", "How has he coped with all the smears?"]:
+        hits = engine.search(question, k=12, mode="dense")
+        combined = [h.dense_score + max(h.sentence_scores) for h in hits]
+        assert combined == sorted(combined, reverse=True)
+        reordered += [h.dense_score for h in hits] != sorted(
+            (h.dense_score for h in hits), reverse=True
+        )
+    assert reordered
