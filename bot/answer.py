@@ -24,20 +24,32 @@ W_SENTENCE, W_WORDS, W_PASSAGE = 0.55, 0.25, 0.20
 MARGIN = 0.15  # further sentences must score within this of the best one
 MIN_WORDS = 4  # shorter sentences (captions such as "Image: Jeremy Corbyn.") answer nothing
 
-# Expected answer types: a "how many" question needs a number, a "when" question a time.
-_QUANTITY = re.compile(r"\bhow (many|much|long|old|often)\b", re.I)
-_TIME = re.compile(r"^\W*when\b|\bwhat (year|date|time)\b|\bdeadline\b", re.I)
-_NUMBER = re.compile(
-    r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty"
-    r"|fifty|hundred|thousand|million|billion|dozen|once|twice)\b",
-    re.I,
+# Expected answer types (as in classic factoid QA): a "how many" question needs a count, "how
+# long" a duration, "how old" an age, "how much money" an amount, and "when" a time.
+_NUM = (
+    r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty"
+    r"|forty|fifty|hundred|thousand|million|billion|dozen|once|twice)\b"
 )
-_DATE = re.compile(
-    r"\d|\b(today|yesterday|tomorrow|ago|since|last|next|year|month|week|day|january|february"
-    r"|march|april|may|june|july|august|september|october|november|december|monday|tuesday"
-    r"|wednesday|thursday|friday|saturday|sunday|morning|evening|night|weekly|daily)\b",
-    re.I,
-)
+_NUMBER = re.compile(_NUM, re.I)
+_UNITS = r"(years?|months?|weeks?|days?|hours?|minutes?|decades?|centur(y|ies))"
+_TYPES = [  # (question pattern, pattern the sentence must match)
+    (r"\bhow (many|often)\b", _NUM),
+    (r"\bhow long\b", rf"({_NUM})\W+(\w+\W+)?{_UNITS}\b|\bsince\b"),
+    (r"\bhow old\b|\bage\b", r"\d|\b(aged?|years? old|born)\b"),
+    (
+        r"\bhow much\b.*\b(money|cost|raised?|fund|donat|spen[dt]|pay|paid|worth|budget)",
+        r"[£$€]|\b(pounds?|dollars?|euros?|million|billion|thousand)\b",
+    ),
+    (
+        r"^\W*when\b|\bwhat (year|date|time)\b|\bdeadline\b",
+        r"\b(1[5-9]|20)\d\d\b|\d(st|nd|rd|th)\b|\d[/.]\d|\b(today|tonight|yesterday|tomorrow|ago|since|(last|next|this|that) "
+        r"(year|month|week|spring|summer|autumn|winter)|january|february|march|april|may|june"
+        r"|july|august|september|october|november|december|monday|tuesday|wednesday|thursday"
+        r"|friday|saturday|sunday)\b",
+    ),
+]
+_TYPES = [(re.compile(q, re.I), re.compile(a, re.I)) for q, a in _TYPES]
+_COUNTED = re.compile(r"\bhow many\s+(\w+)", re.I)
 
 
 class QuestionError(Error):
@@ -68,11 +80,16 @@ def clean_question(text: str, max_chars: int) -> str:
 
 
 def fits_type(question: str, sentence: str) -> bool:
-    """Whether a sentence could answer the kind of question asked (numbers, times, years)."""
-    if _QUANTITY.search(question) and not _NUMBER.search(sentence):
+    """Whether a sentence could answer the kind of question asked (counts, times, amounts)."""
+    if any(q.search(question) and not a.search(sentence) for q, a in _TYPES):
         return False
-    if _TIME.search(question) and not _DATE.search(sentence):
-        return False
+    counted = _COUNTED.search(question)
+    if counted and (thing := terms(counted.group(1))):
+        # "How many members…": where the sentence names members, a number must count them.
+        words = sentence.split()
+        named = [i for i, w in enumerate(words) if terms(w) == thing]
+        if named and not any(_NUMBER.search(" ".join(words[max(0, i - 3) : i])) for i in named):
+            return False
     return all(n in sentence for n in re.findall(r"\d+", question))
 
 

@@ -68,6 +68,17 @@ def test_control_characters_and_markup_stay_plain_text():
         ("When is the election?", "The election will be divisive.", False),
         ("What happened in 2019?", "In 2017 he did well.", False),
         ("Who is to blame?", "Starmer alone bears responsibility.", True),
+        ("How long has he been an MP?", "He has served for over 40 years.", True),
+        ("How long has he been an MP?", "A shortlist of just two candidates.", False),
+        ("When did he become an MP?", "He has served for over 40 years.", False),
+        ("When did the NEC vote?", "The NEC passed it last year.", True),
+        ("When was it?", "It was on 3rd June 2017.", True),
+        ("How many members does it have?", "It has 40,000 members.", True),
+        ("How many members does it have?", "It will expel members who retweet.", False),
+        ("How much money has it raised?", "It raised £20,000 in a week.", True),
+        ("How much money has it raised?", "Sign up and donate today.", False),
+        ("How old is he?", "He was born in 1949.", True),
+        ("How old is he?", "He is a veteran MP.", False),
     ],
 )
 def test_answer_type_must_fit_the_question(question, sentence, fits):
