@@ -33,7 +33,7 @@ class Settings:
     max_question_chars: int = 1000
     # Calibrated on the QA set's calibrate split:
     # `statement-bot eval --qa tests/qa/statement_qa.jsonl --calibrate`.
-    answer_threshold: float = 0.219
+    answer_threshold: float = 0.201
     max_upload_bytes: int = 5_000_000
     discord_token: str = field(default="", repr=False)  # a secret: never logged
     discord_guild_ids: tuple[int, ...] = ()

@@ -8,9 +8,9 @@ QA = ROOT / "tests" / "qa" / "statement_qa.jsonl"
 
 def test_quality_on_the_test_split(engine):
     r = qa(engine, QA, "test")
-    assert r["answerable"] >= 30 and r["unanswerable"] >= 10
+    assert r["answerable"] >= 50 and r["unanswerable"] >= 20
     assert r["quotes_exact"] == 1.0 and r["quotes"] > 30  # never a misquote
     assert r["false_refusals"] <= 0.05
     assert r["key_fact"] >= 0.65
-    assert r["refused_unanswerable"] >= 0.40
-    assert r["recall@3"] >= 0.85
+    assert r["refused_unanswerable"] >= 0.30
+    assert r["recall@3"] >= 0.80
