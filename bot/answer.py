@@ -42,10 +42,10 @@ _TYPES = [  # (question pattern, pattern the sentence must match)
     ),
     (
         r"^\W*when\b|\bwhat (year|date|time)\b|\bdeadline\b",
-        r"\b(1[5-9]|20)\d\d\b|\d(st|nd|rd|th)\b|\d[/.]\d|\b(today|tonight|yesterday|tomorrow|ago|since|(last|next|this|that) "
-        r"(year|month|week|spring|summer|autumn|winter)|january|february|march|april|may|june"
-        r"|july|august|september|october|november|december|monday|tuesday|wednesday|thursday"
-        r"|friday|saturday|sunday)\b",
+        r"\b(1[5-9]|20)\d\d\b|\d(st|nd|rd|th)\b|\d[/.]\d|\b(today|tonight|yesterday|tomorrow|ago"
+        r"|since|(last|next|this|that) (year|month|week|spring|summer|autumn|winter)|january"
+        r"|february|march|april|may|june|july|august|september|october|november|december"
+        r"|monday|tuesday|wednesday|thursday|friday|saturday|sunday)\b",
     ),
 ]
 _TYPES = [(re.compile(q, re.I), re.compile(a, re.I)) for q, a in _TYPES]

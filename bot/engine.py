@@ -163,10 +163,20 @@ class Engine:
         """Re-scan the shared data folder (and this server's uploads) incrementally."""
         with self._exclusive():
             scopes = [SHARED] + ([str(guild_id)] if str(guild_id) in self.indexes else [])
+            reports: list[Report] = []
             try:
-                return [self._update(s, rebuild=rebuild, progress=progress)[1] for s in scopes]
+                for scope in scopes:  # each one is published as soon as it is built
+                    reports.append(self._update(scope, rebuild=rebuild, progress=progress)[1])
             except (OSError, DatabaseError) as err:
-                raise _storage_error(err, "the new index") from err
+                if not reports:
+                    raise _storage_error(err, "the new index") from err
+                raise _storage_error(
+                    err,
+                    "this server's new index",
+                    "The shared documents were re-indexed; this server's uploads are still "
+                    "answering from their previous index.",
+                ) from err
+            return reports
 
     def add_document(
         self, guild_id: int, filename: str, data: bytes, user_id: int, title: str | None = None
@@ -260,12 +270,13 @@ class Engine:
         return self.settings.state_dir / "guilds" / str(guild_id) / "docs"
 
 
-def _storage_error(err: Exception, what: str = "the document or index") -> Error:
+def _storage_error(
+    err: Exception,
+    what: str = "the document or index",
+    outcome: str = "Nothing was changed: the previous index is still answering.",
+) -> Error:
     """A failed write (disk full, read-only, database) as a user-safe Error; others as they are."""
     if isinstance(err, Error) and not isinstance(err, DatabaseError):
         return err
     reason = err.reason if isinstance(err, DatabaseError) else err.strerror or err
-    return Error(
-        f"Could not save {what} ({reason}). "
-        "Nothing was changed: the previous index is still answering."
-    )
+    return Error(f"Could not save {what} ({reason}). {outcome}")

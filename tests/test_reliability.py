@@ -842,6 +842,9 @@ def test_every_write_failing_in_turn_keeps_the_old_index(uploaded_fast, monkeypa
                 if label == "reindex":  # scopes are published one by one
                     assert engine.indexes["42"] is indexes["42"]
                     assert rows(state / "bot.sqlite3") == db
+                    shared_done = engine.indexes["shared"] is not indexes["shared"]
+                    assert ("shared documents were re-indexed" in message) == shared_done
+                    assert ("Nothing was changed" in message) != shared_done
                 else:
                     _unchanged(engine, indexes, before, db, ask=False)
             except AssertionError as err:
