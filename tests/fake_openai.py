@@ -66,25 +66,44 @@ class FakeOpenAI:
             return web.Response(text=reply.body, content_type=kind, headers=reply.headers)
         model = body.get("model", "fake")
         if not body.get("stream"):
-            return web.json_response({
-                "id": "chatcmpl-fake", "object": "chat.completion", "created": 0, "model": model,
-                "choices": [{"index": 0, "finish_reason": "stop",
-                             "message": {"role": "assistant", "content": reply.text}}],
-                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-            })
+            return web.json_response(
+                {
+                    "id": "chatcmpl-fake",
+                    "object": "chat.completion",
+                    "created": 0,
+                    "model": model,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "finish_reason": "stop",
+                            "message": {"role": "assistant", "content": reply.text},
+                        }
+                    ],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+                }
+            )
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         pieces = reply.pieces if reply.pieces is not None else re.findall(r"\S+\s*", reply.text)
         deltas = [{"role": "assistant", "content": ""}] + [{"content": p} for p in pieces]
         for i, delta in enumerate(deltas):
-            chunk = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0,
-                     "model": model, "choices": [{"index": 0, "delta": delta,
-                                                  "finish_reason": None}]}
+            chunk = {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
+            }
             await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
             if i and reply.piece_delay:
                 await asyncio.sleep(reply.piece_delay)
-        end = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0,
-               "model": model, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+        end = {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": model,
+            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+        }
         await response.write(f"data: {json.dumps(end)}\n\ndata: [DONE]\n\n".encode())
         await response.write_eof()
         return response
