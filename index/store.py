@@ -64,6 +64,7 @@ def choose_kind(n: int, setting: str, threshold: int) -> str:
 
 def make_faiss(vectors: np.ndarray, kind: str, nprobe: int = 32) -> faiss.Index:
     """A FAISS inner-product index over unit vectors (so scores are cosines)."""
+    faiss.omp_set_num_threads(os.cpu_count() or 1)  # this thread may have served queries on one
     n, dim = vectors.shape
     if kind == "flat" or n == 0:
         index = faiss.IndexFlatIP(dim)
@@ -120,6 +121,9 @@ class Index:
         """Ids and cosine scores of the `n` nearest chunks, best first."""
         if not len(self) or n <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        # One OpenMP thread, for this thread only: one query gains nothing from more, and queries
+        # served side by side would wait on each other. make_faiss sets every core back.
+        faiss.omp_set_num_threads(1)
         scores, ids = self.faiss.search(qvec.reshape(1, -1), min(n, len(self)))
         keep = ids[0] >= 0  # FAISS pads missing results with -1
         return ids[0][keep], scores[0][keep]

@@ -1,5 +1,8 @@
 import json
+import os
+import threading
 
+import faiss
 import numpy as np
 import pytest
 
@@ -43,6 +46,22 @@ def test_k_larger_than_index_returns_what_exists(tmp_path, embedder):
     hits = search([index], "apples", q, k=50)
     assert len(hits) == 1 and hits[0].chunk.doc_id == "a.txt"
     assert hits[0].dense_rank == 1 and hits[0].lexical_rank == 1
+
+
+def test_a_query_runs_on_one_thread_and_leaves_builds_every_core(engine):
+    before, seen = faiss.omp_get_max_threads(), []
+
+    def query() -> None:
+        engine.search("Who is Momentum's chair?")
+        seen.append(faiss.omp_get_max_threads())
+        make_faiss(np.eye(4, dtype=np.float32), "flat")  # a build in the same worker thread
+        seen.append(faiss.omp_get_max_threads())
+
+    worker = threading.Thread(target=query)
+    worker.start()
+    worker.join()
+    assert seen == [1, os.cpu_count()]
+    assert faiss.omp_get_max_threads() == before  # other threads keep their own setting
 
 
 def test_save_load_round_trip(tmp_path, embedder):
