@@ -30,9 +30,11 @@ sys.path.insert(0, str(ROOT))
 from bot.config import Settings  # noqa: E402
 from bot.engine import Engine  # noqa: E402
 from index.chunking import chunk_document, fold  # noqa: E402
+from index.chunks import Chunks  # noqa: E402
 from index.embedder import Embedder  # noqa: E402
 from index.indexer import build, update  # noqa: E402
 from index.loaders import load_bytes, scan  # noqa: E402
+from index.records import Document  # noqa: E402
 from index.store import KINDS, DocInfo, Params, Store, choose_kind, make_faiss  # noqa: E402
 
 SCIFACT = Path("/work/shared/eval/scifact/corpus.jsonl")
@@ -421,6 +423,42 @@ def scale(table: Table, sizes: tuple[int, ...], nq: int, hnsw_budget: float) -> 
     return rows
 
 
+def records(table: Table, n: int, ivf_gb: float | None, per_doc: int = 20) -> dict:
+    """Memory of what the engine holds beside FAISS at `n` chunks: document texts and chunks.
+
+    Chunks of 800 characters with 5 sentences each, 20 to a document, measured by tracemalloc;
+    vectors and BM25 are memory-mapped from disk and not counted.
+    """
+    import tracemalloc
+
+    size, sentence = 800, 160
+    line = "Momentum will campaign for socialist Labour candidates in the coming election. "
+    body = (line * (size * per_doc // len(line) + 1))[: size * per_doc]
+    tracemalloc.start()
+    docs = {}
+    for d in range(n // per_doc):
+        doc_id = f"d{d}.txt"
+        docs[doc_id] = Document(doc_id, f"Doc {d}", f"{body}{d}", doc_id)  # its own string
+    texts = tracemalloc.get_traced_memory()[0]
+    starts = list(enumerate(range(0, size * per_doc, size)))
+    sentences = [[(b, b + sentence - 1) for b in range(a, a + size, sentence)] for _, a in starts]
+    rows = ((d, a, a + size, f"¶{c + 1}", sentences[c]) for d in docs for c, a in starts)
+    chunks = Chunks(docs, rows)
+    held = tracemalloc.get_traced_memory()[0] - texts
+    objects = list(chunks)  # what a list of Chunk records, each with its text, would hold
+    listed = tracemalloc.get_traced_memory()[0] - texts - held
+    tracemalloc.stop()
+    del objects, chunks, docs
+    f, r = "6 memory", {"n": n, "texts": texts, "chunks": held, "chunk_objects": listed}
+    table.add(f, f"document texts at {n:,} chunks", f"{texts / 1e9:.2f} GB")
+    table.add(f, "chunk records (arrays)", f"{held / 1e6:.0f} MB = {held / n:.0f} B/chunk")
+    table.add(f, "  as a list of Chunk objects", f"{listed / 1e9:.2f} GB, {listed / n:.0f} B/chunk")
+    if ivf_gb is not None:
+        total = ivf_gb + (texts + held) / 1e9
+        table.add(f, "with the IVF index: total", f"{total:.2f} GB", "< 2 GB", total < 2)
+    return r
+
+
 def print_scale(rows: list[dict]) -> None:
     header = ("chunks", "kind", "build s", "p50 ms", "p95 ms", "B/chunk", f"recall@{K}", "queries")
     out = []
@@ -502,6 +540,11 @@ def main() -> None:
         del embedder
         step("5 FAISS at scale")
         results["scale"] = scale(table, cfg["sizes"], cfg["queries"], cfg["hnsw_budget"])
+        step("6 memory beside FAISS")
+        n = cfg["sizes"][-1]
+        ivf = [r for r in results["scale"] if r["n"] == n and r["kind"] == "ivf"]
+        gb = ivf[0]["bytes_per_chunk"] * n / 1e9 if ivf else None
+        results["records"] = records(table, n, gb)
     results["seconds"], results["table"] = time.time() - started, table.rows
     print()
     table.print()

@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import faiss
 import numpy as np
 
 from index.chunking import fold
+from index.chunks import Chunks
 from index.errors import Error, IndexDamaged, IndexMismatch
 from index.lexical import Lexical
 from index.records import Chunk, Document
@@ -96,7 +98,7 @@ class Index:
         kind: str,
         docs: dict[str, Document],
         infos: dict[str, DocInfo],
-        chunks: list[Chunk],
+        chunks: Sequence[Chunk],
         vectors: np.ndarray,
         sentence_vectors: np.ndarray,
         faiss_index: faiss.Index | None = None,
@@ -106,13 +108,12 @@ class Index:
         self.kind = kind
         self.docs = docs
         self.infos = infos
-        self.chunks = chunks
+        self.chunks = chunks if isinstance(chunks, Chunks) else Chunks.of(chunks, docs)
         self.vectors = vectors
         self.sentence_vectors = sentence_vectors  # all chunks' sentences, in chunk order
-        counts = np.fromiter((len(c.sentences) for c in chunks), np.int64, len(chunks))
-        self.sentence_start = np.concatenate([[0], np.cumsum(counts)])
+        self.sentence_start = self.chunks.sentence_start
         self.faiss = faiss_index if faiss_index is not None else make_faiss(vectors, kind)
-        self.lexical = lexical or Lexical.build([fold(c.text) for c in chunks])
+        self.lexical = lexical or Lexical.build([fold(c.text) for c in self.chunks])
 
     def __len__(self) -> int:
         return len(self.chunks)
@@ -192,13 +193,8 @@ class Index:
                 info = DocInfo(**row)
                 infos[info.doc_id] = info
                 docs[info.doc_id] = Document(info.doc_id, info.title, text, info.source, pages)
-        chunks = []
         with open(folder / "chunks.jsonl", encoding="utf-8") as f:
-            for line in f:
-                doc_id, a, b, location, sents = json.loads(line)
-                doc = docs[doc_id]
-                sentences = tuple((s, e) for s, e in sents)
-                chunks.append(Chunk(doc_id, doc.title, a, b, doc.text[a:b], location, sentences))
+            chunks = Chunks(docs, (json.loads(line) for line in f))
         kind = manifest["kind"]
         vectors = np.load(folder / "vectors.npy", mmap_mode="r")
         index = faiss.read_index(str(folder / "faiss.index")) if kind != "flat" else None

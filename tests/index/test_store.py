@@ -6,6 +6,8 @@ import faiss
 import numpy as np
 import pytest
 
+from index.chunking import chunk_document
+from index.chunks import Chunks
 from index.errors import IndexDamaged, IndexMismatch
 from index.indexer import build, update
 from index.records import Document
@@ -182,3 +184,16 @@ def test_approximate_index_is_chosen_above_the_threshold(tmp_path, embedder):
     assert "faiss.index" in manifest["files"]
     q = embedder.encode(["Document number 42"])[0]
     assert search([loaded], "Document number 42", q, k=1)[0].chunk.doc_id == "42.txt"
+
+
+def test_chunk_table_gives_back_the_chunks_it_was_made_from():
+    doc = Document("a.txt", "A", STATEMENT.read_text(encoding="utf-8"), "a.txt")
+    chunks = chunk_document(doc, 300, 1)
+    table = Chunks.of(chunks, {"a.txt": doc})
+    assert len(table) == len(chunks) > 5
+    assert list(table) == chunks and table[-1] == chunks[-1] and table[2:4] == chunks[2:4]
+    assert all(doc.text[c.start : c.end] == c.text for c in table)
+    with pytest.raises(IndexError):
+        table[len(chunks)]
+    with pytest.raises(KeyError, match="unknown document"):
+        Chunks({}, [("b.txt", 0, 1, "¶1", [(0, 1)])])
