@@ -14,11 +14,12 @@ Row = tuple[str, int, int, str, Sequence[Sequence[int]]]
 
 
 class Chunks(Sequence[Chunk]):
-    """The chunks of one index version: about 60 bytes each in memory.
+    """The chunks of one index version: about 120 bytes each in memory.
 
-    A list of Chunk objects costs about 1.9 KB a chunk, most of it the copy of the chunk's text
-    and its tuples of sentence offsets: 1.9 GB at a million chunks. Here a chunk's text stays a
-    slice of its document's, taken when the chunk is read (a handful per question).
+    A list of Chunk objects costs about 1.7 KB a chunk, most of it the copy of the chunk's text
+    and its tuples of sentence offsets: 1.7 GB at a million chunks (bench/bench.py, figure 6).
+    Here a chunk's text stays in its document's, sliced when the chunk is read (a handful per
+    question).
     """
 
     def __init__(self, docs: dict[str, Document], rows: Iterable[Row]) -> None:
