@@ -69,7 +69,8 @@ def render_answer(answer: Answer) -> Rendered:
     content = fit_answer(answer.text)
     if not answer.citations:
         return Rendered(content, None)
-    embed = discord.Embed(title="Sources", colour=discord.Colour.blurple())
+    title = "Sources" if answer.found else "Might be related"
+    embed = discord.Embed(title=title, colour=discord.Colour.blurple())
     used = len(embed.title)
     citations = answer.citations[:MAX_FIELDS]
     for i, c in enumerate(citations):

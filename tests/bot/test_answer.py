@@ -37,6 +37,17 @@ def test_captions_are_never_answers():
     assert compose("alpha", [Hit(caption, 1.0, 0.9, 1, 1, (0.99,))], threshold=0.1).found is False
 
 
+def test_a_near_miss_refusal_lists_the_closest_passages_whatever_their_type():
+    # "When…" needs a time, which no sentence has; the closest by topic are listed instead.
+    hits = [Hit(ONE, 1.0, 0.5, 1, 1, (0.5, 0.6)), Hit(TWO, 0.5, 0.2, 2, None, (0.1,))]
+    answer = compose("When was alpha first?", hits, threshold=0.5)
+    assert not answer.found
+    assert answer.text == f"{NOT_FOUND} These passages might be related: [1], [2]."
+    assert [c.quote for c in answer.citations] == ["Alpha is the first.", "Beta is the second."]
+    assert all(TEXT[c.start : c.end] == c.quote for c in answer.citations)
+    assert compose("When was alpha first?", hits, threshold=0.9).text == NOT_FOUND  # far off
+
+
 def test_below_threshold_refuses_plainly():
     hits = [Hit(ONE, 1.0, 0.1, 1, None, (0.1, 0.05))]
     answer = compose("Who won the cup?", hits, threshold=0.5)

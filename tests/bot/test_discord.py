@@ -219,6 +219,14 @@ async def test_unanswerable_question_says_so_without_sources(world: Bot) -> None
     assert sources(shown) == [] and shown["embeds"] == []
 
 
+async def test_near_miss_refusal_shows_what_might_be_related(world: Bot) -> None:
+    fake, _, _ = world
+    _, shown = await ask(fake, "When did Kate Dove become chair of Momentum?")
+    assert shown["content"].startswith(f"{NOT_FOUND} These passages might be related: [1]")
+    assert sources(shown) == [] and shown["embeds"][0]["title"] == "Might be related"
+    assert "Kate Dove" in shown["embeds"][0]["fields"][0]["value"]
+
+
 async def test_mentions_and_markdown_in_a_question_never_ping(world: Bot) -> None:
     fake, _, _ = world
     since = len(fake.requests)

@@ -27,6 +27,15 @@ def test_unanswerable_question_is_refused(engine):
     assert answer.text == "The indexed documents don't answer that."
 
 
+def test_near_miss_points_at_what_the_statement_does_say(engine):
+    answer = engine.ask("When did Kate Dove become chair of Momentum?")
+    assert not answer.found and answer.text.startswith("The indexed documents don't answer that.")
+    assert "Kate Dove" in answer.citations[0].quote
+    assert all(TEXT[c.start : c.end] == c.quote for c in answer.citations)
+    data = answer.to_dict()
+    assert all(data["answer"].count(f"[{c['n']}]") == 1 for c in data["citations"])
+
+
 def test_json_contract_markers_match_citations(engine):
     data = engine.ask("What did Momentum say about Diane Abbott?").to_dict()
     assert set(data) == {"question", "answer", "found", "citations"}

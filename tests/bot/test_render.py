@@ -52,6 +52,14 @@ def test_refusal_has_no_embed():
     assert out.embed is None and out.content == "The indexed documents don't answer that."
 
 
+def test_refusal_with_related_passages_titles_them_so():
+    related = answer_with(["Kate Dove, Momentum Chair said: it is a mess."])
+    text = "The indexed documents don't answer that. These passages might be related: [1]."
+    out = render_answer(Answer("q", text, related.citations, False))
+    assert out.content == text
+    assert out.embed.title == "Might be related" and "Kate Dove" in out.embed.fields[0].value
+
+
 def test_document_list_fits_one_message():
     rows = [(f"uploads/{i}.txt", f"Document {i}", i, "2026-11-29T00:00:00") for i in range(200)]
     text = render_documents(rows)
