@@ -67,6 +67,10 @@ class Candidate:
     end: int
     score: float
 
+    @property
+    def text(self) -> str:
+        return self.chunk.text[self.start - self.chunk.start : self.end - self.chunk.start]
+
 
 def clean_question(text: str, max_chars: int) -> str:
     """The question as plain text, or a QuestionError saying what is wrong with it."""
@@ -98,12 +102,9 @@ def fits_type(question: str, sentence: str) -> bool:
 
 
 def candidates(
-    question: str,
-    hits: list[Hit],
-    idf: Callable[[str], float] | None = None,
-    typed: bool = True,
+    question: str, hits: list[Hit], idf: Callable[[str], float] | None = None
 ) -> list[Candidate]:
-    """Sentences of the best passages that fit the question's type (if `typed`), best first."""
+    """Sentences of the best passages, scored, best first."""
     wanted = set(terms(fold(question)))
     weight = {t: idf(t) if idf else 1.0 for t in wanted}
     total = sum(weight.values())
@@ -112,7 +113,7 @@ def candidates(
         chunk, passage = hit.chunk, hit.dense_score or 0.0
         for (a, b), similarity in zip(chunk.sentences, hit.sentence_scores, strict=True):
             text = chunk.text[a - chunk.start : b - chunk.start]
-            if len(text.split()) < MIN_WORDS or (typed and not fits_type(question, text)):
+            if len(text.split()) < MIN_WORDS:
                 continue
             found = wanted & set(terms(fold(text)))
             words = sum(weight[t] for t in found) / total if total else 0.0
@@ -121,6 +122,11 @@ def candidates(
             if key not in scored or scored[key].score < score:
                 scored[key] = Candidate(chunk, a, b, score)
     return sorted(scored.values(), key=lambda c: -c.score)
+
+
+def of_type(question: str, ranked: list[Candidate]) -> list[Candidate]:
+    """The candidates that could answer the kind of question asked."""
+    return [c for c in ranked if fits_type(question, c.text)]
 
 
 def bm25_idf(df: int, n: int) -> float:
@@ -133,13 +139,13 @@ def compose(
 ) -> Answer:
     """The answer: up to three quoted sentences with citations, or a plain refusal that may
     point at the closest passages."""
-    ranked = candidates(question, hits, idf)
+    scored = candidates(question, hits, idf)
+    ranked = of_type(question, scored)
     if not ranked or ranked[0].score < threshold:
         # The closest by topic, whatever the type: "when did Dove become chair?" gets Dove's words.
-        near = candidates(question, hits, idf, typed=False)[:RELATED]
-        near = [c for c in near if c.score >= threshold - RELATED_BELOW]
+        near = [c for c in scored[:RELATED] if c.score >= threshold - RELATED_BELOW]
         related = tuple(
-            Citation(n, c.chunk, _quote(c), c.start, c.end, c.score) for n, c in enumerate(near, 1)
+            Citation(n, c.chunk, c.text, c.start, c.end, c.score) for n, c in enumerate(near, 1)
         )
         markers = ", ".join(f"[{c.n}]" for c in related)
         text = f"{NOT_FOUND} These passages might be related: {markers}." if related else NOT_FOUND
@@ -157,23 +163,17 @@ def compose(
             citations[-1] = Citation(
                 last.n,
                 last.chunk,
-                last.quote + gap + _quote(c),
+                last.quote + gap + c.text,
                 last.start,
                 c.end,
                 max(last.score, c.score),
             )
         else:
-            citations.append(
-                Citation(len(citations) + 1, c.chunk, _quote(c), c.start, c.end, c.score)
-            )
+            citations.append(Citation(len(citations) + 1, c.chunk, c.text, c.start, c.end, c.score))
     titles = {c.chunk.title for c in citations}
     lead = f"According to “{titles.pop()}”:" if len(titles) == 1 else "According to the documents:"
     body = " ".join(f"{c.quote} [{c.n}]" for c in citations)
     return Answer(question, f"{lead} {body}", tuple(citations), True)
-
-
-def _quote(c: Candidate) -> str:
-    return c.chunk.text[c.start - c.chunk.start : c.end - c.chunk.start]
 
 
 def _between(last: Citation, c: Candidate) -> str | None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bot.answer import candidates
+from bot.answer import candidates, of_type
 from bot.config import Settings
 from bot.engine import Engine
 from index.chunking import fold
@@ -134,7 +134,8 @@ def calibrate(engine: Engine, rows: list[dict], max_false_refusals: float = 0.05
     """
     answerable, other = [], []
     for row in rows:
-        ranked = candidates(row["question"], engine.search(row["question"]), engine.idf())
+        question = row["question"]
+        ranked = of_type(question, candidates(question, engine.search(question), engine.idf()))
         (answerable if row["answerable"] else other).append(ranked[0].score if ranked else 0.0)
     answerable.sort()
     allowed = int(max_false_refusals * len(answerable))  # answerable scores we may fall below
