@@ -38,7 +38,11 @@ class Chunks(Sequence[Chunk]):
         self.doc = np.array(doc, np.int32)
         self.bounds = np.array(bounds, np.int64).reshape(-1, 2)
         self.sentences = np.array(sentences, np.int64).reshape(-1, 2)
-        self.sentence_start = np.cumsum(counts, dtype=np.int64)  # chunk i: [start[i], start[i+1])
+        self._sentence_start = np.cumsum(counts, dtype=np.int64)
+
+    def sentence_rows(self, i: int) -> slice:
+        """Where chunk `i`'s sentences sit among all sentences (and their vectors)."""
+        return slice(int(self._sentence_start[i]), int(self._sentence_start[i + 1]))
 
     @classmethod
     def of(cls, chunks: Iterable[Chunk], docs: dict[str, Document]) -> Chunks:
@@ -55,8 +59,7 @@ class Chunks(Sequence[Chunk]):
         i %= len(self)
         doc = self.docs[self.doc_ids[self.doc[i]]]
         start, end = (int(x) for x in self.bounds[i])
-        rows = self.sentences[self.sentence_start[i] : self.sentence_start[i + 1]]
-        sentences = tuple((int(a), int(b)) for a, b in rows)
+        sentences = tuple((int(a), int(b)) for a, b in self.sentences[self.sentence_rows(i)])
         return Chunk(
             doc.doc_id, doc.title, start, end, doc.text[start:end], self.locations[i], sentences
         )

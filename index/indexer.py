@@ -130,8 +130,7 @@ def build(
     for i, row in enumerate(old_rows):
         if row is not None:
             vectors[i] = previous.vectors[row]
-            a, b = previous.sentence_start[row], previous.sentence_start[row + 1]
-            sentence_vectors[i] = previous.sentence_vectors[a:b]
+            sentence_vectors[i] = previous.sentence_vectors[previous.chunks.sentence_rows(row)]
     for done in range(0, len(todo), BATCH):
         batch = todo[done : done + BATCH]
         texts = [fold(chunks[i].text) for i in batch]

@@ -111,7 +111,6 @@ class Index:
         self.chunks = chunks if isinstance(chunks, Chunks) else Chunks.of(chunks, docs)
         self.vectors = vectors
         self.sentence_vectors = sentence_vectors  # all chunks' sentences, in chunk order
-        self.sentence_start = self.chunks.sentence_start
         self.faiss = faiss_index if faiss_index is not None else make_faiss(vectors, kind)
         self.lexical = lexical or Lexical.build([fold(c.text) for c in self.chunks])
 
@@ -131,7 +130,7 @@ class Index:
 
     def sentence_scores(self, i: int, qvec: np.ndarray) -> np.ndarray:
         """Cosine of each sentence of chunk `i` to the query vector."""
-        rows = self.sentence_vectors[self.sentence_start[i] : self.sentence_start[i + 1]]
+        rows = self.sentence_vectors[self.chunks.sentence_rows(i)]
         return rows.astype(np.float32) @ qvec
 
     # -- persistence ---------------------------------------------------------------------
