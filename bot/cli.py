@@ -149,6 +149,7 @@ def _hit_json(hit) -> dict:
         "start": c.start,
         "end": c.end,
         "score": round(hit.score, 6),
+        "cosine": None if hit.dense_score is None else round(hit.dense_score, 6),
         "dense_rank": hit.dense_rank,
         "lexical_rank": hit.lexical_rank,
     }
@@ -170,8 +171,17 @@ def _search(args, settings: Settings) -> int:
         return 0
     for n, h in enumerate(hits, 1):
         c = h.chunk
-        print(f"{n}. [{h.score:.4f}] {c.title} — {_where(c, c.start, c.end)}\n   {c.text}\n")
+        print(f"{n}. {_found(h)}\n   {c.title} — {_where(c, c.start, c.end)}\n   {c.text}\n")
     return 0
+
+
+def _found(hit) -> str:
+    """A hit's figures for people: the passage's cosine and which retrievers ranked it where
+    (the fused reciprocal-rank score only orders the list; `--json` has it)."""
+    ranks = (("dense", hit.dense_rank), ("BM25", hit.lexical_rank))
+    found = " and ".join(f"{name} #{r}" for name, r in ranks if r is not None)
+    cosine = "" if hit.dense_score is None else f"cosine {hit.dense_score:.2f} · "
+    return f"{cosine}found by {found}"
 
 
 def _ask(args, settings: Settings) -> int:
@@ -186,8 +196,10 @@ def _ask(args, settings: Settings) -> int:
         print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=1))
         return 0
     print(answer.text)
-    for c in answer.citations:
-        print(f"\n[{c.n}] {c.chunk.title} — {_where(c.chunk, c.start, c.end)}\n    > {c.quote}")
+    for c in answer.citations:  # a quote the answer already shows is not printed again
+        print(f"\n[{c.n}] {c.chunk.title} — {_where(c.chunk, c.start, c.end)}")
+        if c.quote not in answer.text:
+            print(f"    > {c.quote}")
     return 0 if answer.found else 1
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import re
 import threading
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ import numpy as np
 from bot.app import StatementBot
 from bot.config import Settings
 from bot.engine import Engine
+from index.chunking import paragraphs, sentences
 from index.embedder import Embedder, Encoded
 from tests.fake_discord import FakeDiscord, Recorded, connected
 
@@ -22,7 +25,8 @@ Json = dict[str, Any]
 
 EPHEMERAL = 1 << 6
 MANAGE_GUILD = 0x20
-CONTENT_LIMIT, EMBED_TOTAL, FIELD_NAME, FIELD_VALUE, MAX_FIELDS = 2000, 6000, 256, 1024, 25
+CONTENT_LIMIT, DESCRIPTION, EMBED_TOTAL, FIELD_NAME, FIELD_VALUE = 2000, 4096, 6000, 256, 1024
+MAX_FIELDS = 25
 # Routes whose JSON body is a message the bot shows (interaction callbacks carry it in "data").
 _MESSAGE_ROUTES = {
     "/interactions/{interaction_id}/{token}/callback",
@@ -113,6 +117,11 @@ async def running(
 # -- reading what the bot sent ------------------------------------------------------------------
 
 
+def shown_payloads(fake: FakeDiscord, since: int = 0) -> list[tuple[Recorded, Json]]:
+    """Each message body the bot sent from request `since` on, with its request."""
+    return [(r, p) for r in fake.requests[since:] if (p := shown_payload(r)) is not None]
+
+
 def shown_payload(rec: Recorded) -> Json | None:
     """The message a request shows (content, embeds, allowed mentions), or None for others."""
     if rec.route not in _MESSAGE_ROUTES or rec.method not in ("POST", "PATCH"):
@@ -125,7 +134,7 @@ def shown_payload(rec: Recorded) -> Json | None:
 
 def assert_no_pings(fake: FakeDiscord, since: int = 0) -> int:
     """Every message the bot sent from request `since` on forbids all pings; return how many."""
-    shown = [(r, p) for r in fake.requests[since:] if (p := shown_payload(r)) is not None]
+    shown = shown_payloads(fake, since)
     for rec, payload in shown:
         mentions = payload.get("allowed_mentions")
         assert mentions is not None and mentions.get("parse") == [], (rec.method, rec.path, payload)
@@ -141,6 +150,7 @@ def assert_within_limits(message: Json) -> None:
         fields = embed.get("fields", [])
         assert len(fields) <= MAX_FIELDS
         assert len(embed.get("title", "")) <= 256
+        assert len(embed.get("description", "")) <= DESCRIPTION
         assert len(embed.get("footer", {}).get("text", "")) <= 2048
         for f in fields:
             assert 0 < len(f["name"]) <= FIELD_NAME and 0 < len(f["value"]) <= FIELD_VALUE, f
@@ -153,21 +163,80 @@ def assert_within_limits(message: Json) -> None:
         assert total <= EMBED_TOTAL
 
 
-def sources(message: Json) -> list[Json]:
-    """The fields of the "Sources" embed (none when the answer has no citations)."""
-    embeds = [e for e in message["embeds"] if e.get("title") == "Sources"]
-    return embeds[0]["fields"] if embeds else []
+@dataclass(frozen=True)
+class Source:
+    """One citation as the embed lists it; `quote` only where the embed quotes it."""
+
+    n: int
+    title: str
+    location: str
+    url: str | None
+    quote: str | None
 
 
-def quoted_text(value: str) -> str:
-    """A source field's quote as document text: no block-quote prefixes, no Markdown escapes."""
-    lines = [line.removeprefix("> ") for line in value.split("\n")]
-    return re.sub(r"\\(.)", r"\1", "\n".join(lines), flags=re.S)
+_PLACE = re.compile(r"\[(\d+)\] (?:\[(.+?)\]\((\S+)\)|(.+?))(?= · \[\d+\] |$)")
 
 
-def assert_exact_quote(value: str, document: str) -> str:
-    """A source field quotes `document` exactly (a shortened quote is an exact prefix + "…")."""
-    quote = quoted_text(value)
+def unescape(text: str) -> str:
+    """Text as a member reads it: Markdown escapes removed."""
+    return re.sub(r"\\(.)", r"\1", text, flags=re.S)
+
+
+def sources(message: Json, title: str = "Sources") -> list[Source]:
+    """The citations in the embed titled `title` (none when there is no such embed).
+
+    The embed's description holds each document's title in bold once, then its citations:
+    `[n] location` (the location possibly a link), with a `> ` block quote below when quoted.
+    """
+    embeds = [e for e in message["embeds"] if e.get("title") == title]
+    if not embeds:
+        return []
+    found: list[Source] = []
+    doc = ""
+    for line in embeds[0]["description"].split("\n"):
+        if line.startswith("**") and line.endswith("**"):
+            doc = unescape(line[2:-2])
+        elif line.startswith("> "):
+            last, more = found[-1], unescape(line[2:])
+            quote = more if last.quote is None else f"{last.quote}\n{more}"
+            found[-1] = dataclasses.replace(last, quote=quote)
+        else:
+            places = list(_PLACE.finditer(line))
+            assert places, f"not a title, citation or quote line: {line!r}"
+            for m in places:
+                found.append(Source(int(m[1]), doc, unescape(m[2] or m[4]), m[3], None))
+    return found
+
+
+def shown_text(message: Json) -> str:
+    """Everything a member reads in a message: its content and its embeds, unescaped."""
+    parts = [message.get("content") or ""]
+    for embed in message.get("embeds") or []:
+        parts += [embed.get("title", ""), embed.get("description", "")]
+        parts += [f"{f['name']}\n{f['value']}" for f in embed.get("fields", [])]
+        parts.append(embed.get("footer", {}).get("text", ""))
+    return unescape("\n".join(parts))
+
+
+def assert_each_quote_once(message: Json, document: str) -> list[str]:
+    """No sentence of `document` shows twice in the message, whole or shortened (its first
+    60 characters are counted); return the sentences it shows. Document titles may repeat."""
+    text = shown_text(message)
+    embeds = message.get("embeds") or []
+    titles = {s.title for e in embeds for s in sources(message, e.get("title", ""))}
+    shown = []
+    for a, b in (s for p in paragraphs(document) for s in sentences(document, *p)):
+        sentence = document[a:b]
+        if sentence in titles:
+            continue
+        count = text.count(sentence[:60])
+        assert count <= 1, f"shown {count} times: {sentence!r}\n{text}"
+        shown += [sentence] * count
+    return shown
+
+
+def assert_exact_quote(quote: str, document: str) -> str:
+    """A quote is exact document text (a shortened quote is an exact prefix + "…")."""
     if quote.endswith("…") and quote not in document:
         quote = quote.removesuffix("…").rstrip()
     assert quote and quote in document, f"not an exact quote: {quote!r}"

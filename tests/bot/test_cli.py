@@ -36,7 +36,7 @@ def test_quick_start_command_builds_and_searches(tmp_path):
         timeout=300,
     )
     assert done.returncode == 0, done.stderr
-    assert "1. [" in done.stdout and "statement.txt ¶" in done.stdout
+    assert "1. cosine 0." in done.stdout and "statement.txt ¶" in done.stdout
     assert "independent" in done.stdout
 
 
@@ -61,6 +61,25 @@ def test_search_json_and_batch(cli, tmp_path):
     assert set(rows[0]["hits"][0]) >= {"doc_id", "title", "text", "start", "end", "score"}
 
 
+def test_search_shows_cosine_and_retrievers_not_the_fused_score(cli):
+    _, out, _ = cli("search", "Why is Corbyn standing as an independent?", "--json")
+    hits = json.loads(out)
+    _, out, _ = cli("search", "Why is Corbyn standing as an independent?")
+    heads = [line for line in out.splitlines() if line[:1].isdigit()]
+    assert len(heads) == len(hits) == 5
+    for n, (head, hit) in enumerate(zip(heads, hits, strict=True), 1):
+        ranks = [
+            f"{name} #{hit[key]}"
+            for name, key in (("dense", "dense_rank"), ("BM25", "lexical_rank"))
+            if hit[key]
+        ]
+        assert head == f"{n}. cosine {hit['cosine']:.2f} · found by {' and '.join(ranks)}"
+        assert f"{hit['score']:.4f}" not in out and 0 < hit["score"] < 0.04  # RRF: JSON only
+    assert any(" and " in head for head in heads)  # found by both retrievers
+    _, out, _ = cli("search", "Diane Abbott trailblazer", "--mode", "lexical", "--k", "1")
+    assert out.startswith("1. cosine 0.") and "found by BM25 #1\n" in out
+
+
 def test_ask_json_batch_and_exit_codes(cli, tmp_path):
     code, out, _ = cli("ask", "Who called Diane Abbott a trailblazer?", "--json")
     data = json.loads(out)
@@ -70,7 +89,7 @@ def test_ask_json_batch_and_exit_codes(cli, tmp_path):
     assert code == 0 and out.startswith("According to “Jeremy Corbyn will run")
     title = "Jeremy Corbyn will run as an independent in Islington North"
     assert f"\n[1] {title} — statement.txt ¶5" in out
-    assert "‘trailblazer’" in out
+    assert out.count("‘trailblazer’") == 1  # the quote is the answer: not printed again below
 
     code, out, _ = cli("ask", "What is the capital of Peru?")
     assert code == 1 and out.strip() == "The indexed documents don't answer that."

@@ -28,10 +28,12 @@ from tests.discord_harness import (
     EPHEMERAL,
     MANAGE_GUILD,
     GatedEmbedder,
+    assert_each_quote_once,
     assert_exact_quote,
     assert_no_pings,
     assert_within_limits,
     running,
+    shown_payloads,
     sources,
     state_snapshot,
     vote_buttons,
@@ -90,10 +92,13 @@ async def shared_bot(engine: Engine) -> AsyncIterator[Bot]:
 
 @pytest.fixture
 def world(shared_bot: Bot) -> Iterator[Bot]:
-    """The shared bot; every message it sends during the test must forbid all pings."""
+    """The shared bot; every message it sends during the test must forbid all pings and show
+    no sentence of the statement twice."""
     since = len(shared_bot[0].requests)
     yield shared_bot
     assert_no_pings(shared_bot[0], since)
+    for _, message in shown_payloads(shared_bot[0], since):
+        assert_each_quote_once(message, STATEMENT_TEXT)
 
 
 @pytest.fixture(autouse=True)
@@ -192,14 +197,16 @@ async def test_ask_defers_then_answers_with_exact_cited_quotes(world: Bot) -> No
     assert first.route.endswith("/callback") and first.json == {"type": 5}  # "thinking", public
     assert "over 40 years" in shown["content"] and "[1]" in shown["content"]
     assert shown["flags"] & EPHEMERAL == 0
-    fields = sources(shown)
-    assert fields and all(f["name"].startswith(f"[{n}] ") for n, f in enumerate(fields, 1))
-    for n, field in enumerate(fields, 1):
-        assert f"[{n}]" in shown["content"]
-        assert_exact_quote(field["value"], STATEMENT_TEXT)
-    [years] = [f for f in fields if "over 40 years" in f["value"]]
-    assert years["name"].endswith(" · ¶4")
-    assert years["name"].split()[0] in shown["content"]  # its [n] marks where it is used
+    # The answer is stated once, in the content; the embed lists each source once, unquoted.
+    quoted = assert_each_quote_once(shown, STATEMENT_TEXT)
+    assert any("over 40 years" in q for q in quoted)
+    assert all(q in shown["content"] for q in quoted)
+    listed = sources(shown)
+    assert [s.n for s in listed] == list(range(1, len(listed) + 1))
+    assert {s.title for s in listed} == {STATEMENT_TEXT.split("\n", 1)[0]}
+    assert all(s.quote is None and f"[{s.n}]" in shown["content"] for s in listed)
+    years = re.search(r"over 40 years[^\[]*\[(\d+)\]", shown["content"])  # its marker
+    assert listed[int(years[1]) - 1].location == "¶4"
     assert_within_limits(shown)
     assert set(vote_buttons(shown)) == {"👍", "👎"}
     assert assert_no_pings(fake, since) >= 1
@@ -223,8 +230,14 @@ async def test_near_miss_refusal_shows_what_might_be_related(world: Bot) -> None
     fake, _, _ = world
     _, shown = await ask(fake, "When did Kate Dove become chair of Momentum?")
     assert shown["content"].startswith(f"{NOT_FOUND} These passages might be related: [1]")
-    assert sources(shown) == [] and shown["embeds"][0]["title"] == "Might be related"
-    assert "Kate Dove" in shown["embeds"][0]["fields"][0]["value"]
+    assert sources(shown) == [] and len(shown["embeds"]) == 1
+    related = sources(shown, "Might be related")
+    assert [s.n for s in related] == list(range(1, len(related) + 1))
+    assert "Kate Dove" in related[0].quote
+    for source in related:  # each passage is quoted once, in the embed, not in the short refusal
+        assert_exact_quote(source.quote, STATEMENT_TEXT)
+        assert source.quote[:40] not in shown["content"]
+    assert len(assert_each_quote_once(shown, STATEMENT_TEXT)) == len(related)
 
 
 async def test_mentions_and_markdown_in_a_question_never_ping(world: Bot) -> None:
@@ -298,12 +311,14 @@ async def test_long_answer_stays_within_discord_limits(world: Bot) -> None:
             fake, "Who polished the brass lantern of the Quenville lighthouse?", guild=GUILD_C
         )
         assert_within_limits(shown)
-        fields = sources(shown)
-        assert len(fields) >= 2  # several long quotes had to be shortened to fit
-        for n, field in enumerate(fields, 1):
-            assert f"[{n}]" in shown["content"]
-            assert_exact_quote(field["value"], text)
-        assert sum(len(f["value"]) for f in fields) > 1_500
+        listed = sources(shown)
+        assert len(listed) >= 2  # too long for one message: the lead here, the quotes below
+        assert len(assert_each_quote_once(shown, text)) == len(listed)
+        for n, source in enumerate(listed, 1):
+            assert f"[{n}]" in shown["content"] and source.location.startswith("¶")
+            assert source.quote[:40] not in shown["content"]
+            assert_exact_quote(source.quote, text)
+        assert sum(len(s.quote) for s in listed) > 2_000  # more than a message could hold
     finally:
         await asyncio.to_thread(engine.remove_document, GUILD_C, "uploads/quenville_lighthouse.txt")
 
@@ -348,8 +363,8 @@ async def test_mention_is_answered_and_a_reply_follows_up_in_context(world: Bot)
     )
     about = await fake.wait_for_reply(abbott, timeout=30)
     assert "Diane Abbott" in about["content"]
-    for field in sources(about):
-        assert_exact_quote(field["value"], STATEMENT_TEXT)
+    assert any("Diane Abbott" in q for q in assert_each_quote_once(about, STATEMENT_TEXT))
+    assert sources(about) and all(s.quote is None for s in sources(about))
     replied_to = {
         (m.get("message_reference") or {}).get("message_id")
         for m in fake.channel_messages(CHANNEL_A)
@@ -493,9 +508,11 @@ async def test_upload_answers_in_its_server_only_until_removed(world: Bot) -> No
 
     _, shown = await ask(fake, question, guild=GUILD_A)
     assert "every March" in shown["content"]
-    [field] = [f for f in sources(shown) if "every March" in f["value"]]
-    assert field["name"].startswith("[") and "The Zorblat festival · ¶" in field["name"]
-    assert_exact_quote(field["value"], ZORBLAT)
+    [quote] = [q for q in assert_each_quote_once(shown, ZORBLAT) if "every March" in q]
+    assert quote in shown["content"]
+    n = re.search(r"every March[^\[]*\[(\d+)\]", shown["content"])
+    [zorblat] = [s for s in sources(shown) if s.n == int(n[1])]
+    assert zorblat.title == "The Zorblat festival" and zorblat.location.startswith("¶")
 
     _, elsewhere = await ask(fake, question, guild=GUILD_B)
     assert "Zorblat" not in elsewhere["content"] and "March" not in str(elsewhere["embeds"])
@@ -734,4 +751,7 @@ async def test_generated_answer_streams_verified_text_then_final_sources(
     assert len(edits) >= 2  # at least one streamed preview before the final answer
     assert all(invented not in text for text in edits)  # only verified sentences are shown
     assert final.json["content"].startswith(served) and "[1]" in final.json["content"]
-    assert_exact_quote(final.json["embeds"][0]["fields"][0]["value"], STATEMENT_TEXT)
+    [source] = sources(final.json)  # the model's words above, the exact quote they rest on here
+    assert "over 40 years" in source.quote and source.quote not in final.json["content"]
+    assert_exact_quote(source.quote, STATEMENT_TEXT)
+    assert_each_quote_once(final.json, STATEMENT_TEXT)
