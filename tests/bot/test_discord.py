@@ -425,7 +425,7 @@ async def test_a_known_failure_is_explained_on_both_paths(
     assert (await fake.wait_for_reply(asked, timeout=30))["content"] == failure
 
 
-# -- votes and feedback -------------------------------------------------------------------------
+# -- votes and insights -------------------------------------------------------------------------
 
 
 async def test_votes_are_one_per_member_and_summarised(world: Bot) -> None:
@@ -444,9 +444,11 @@ async def test_votes_are_one_per_member_and_summarised(world: Bot) -> None:
         assert thanks["flags"] & EPHEMERAL
     assert votes_in_db(engine, answer_id) == [(voter, -1), (other, 1)]
 
-    _, summary = await admin(fake, "feedback", guild=GUILD_B)
-    assert summary["flags"] & EPHEMERAL
-    assert summary["content"].splitlines() == ["👍 1   👎 1", f"👎 1: {CORBYN}"]
+    _, summary = await admin(fake, "insights", guild=GUILD_B)
+    [embed] = summary["embeds"]
+    assert summary["flags"] & EPHEMERAL and "👍 1 · 👎 1" in embed["description"]
+    [worst] = embed["fields"]
+    assert worst["value"].startswith(f"👎 1 · {CORBYN} · [jump](https://discord.com/channels/")
 
 
 # -- documents: permissions, uploads, isolation between servers, removal ------------------------
@@ -464,7 +466,7 @@ async def test_members_without_manage_server_change_nothing(world: Bot) -> None:
             ("docs", {}, "add", {"file": fake.add_attachment("evil.txt", b"Pwned.", "text/plain")}),
             ("docs", {"document": "uploads/zorblat_notes.txt"}, "remove", None),
             ("reindex", {}, None, None),
-            ("feedback", {}, None, None),
+            ("insights", {}, None, None),
         ]
         for name, options, sub, files in attempts:
             ix, shown = await admin(
