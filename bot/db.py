@@ -90,6 +90,11 @@ _ASKED = (
 )
 
 
+def _asked(row: tuple) -> Asked:
+    *head, found, created_at, ups, downs = row
+    return Asked(*head, bool(found), created_at, int(ups), int(downs))
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -177,7 +182,7 @@ class Database:
     def asked(self, answer_id: int) -> Asked | None:
         with self._connect() as db:
             row = db.execute(_ASKED + " WHERE answers.id = ?", (answer_id,)).fetchone()
-            return Asked(*row) if row[0] is not None else None
+            return _asked(row) if row[0] is not None else None
 
     def answer(self, answer_id: int) -> dict | None:
         with self._connect() as db:
@@ -225,7 +230,7 @@ class Database:
                 " GROUP BY answers.id ORDER BY answers.id DESC LIMIT ?",
                 (guild_id, since, limit),
             )
-            return [Asked(*row) for row in rows]
+            return [_asked(row) for row in rows]
 
     def downvoted(self, guild_id: int, since: str, limit: int) -> list[Asked]:
         """The answers with the most 👎 (then the newest), each at least one."""
@@ -235,7 +240,7 @@ class Database:
                 " HAVING SUM(vote = -1) > 0 ORDER BY SUM(vote = -1) DESC, answers.id DESC LIMIT ?",
                 (guild_id, since, limit),
             )
-            return [Asked(*row) for row in rows]
+            return [_asked(row) for row in rows]
 
     def forget_before(self, cutoff: str) -> int:
         """Delete questions asked before `cutoff`, with their votes and hand-offs; how many."""

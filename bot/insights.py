@@ -187,7 +187,8 @@ def format_text(report: Insights, redact: bool = False, groups: int = 20) -> str
     lines.append("\nmost down-voted:")
     for a in report.downvoted:
         lines.append(f"  👎 {a.downs} 👍 {a.ups}  {a.question}  (asked by {user(a.user_id)})")
-        lines.append(f"         answered: {a.answer[:150]}")
+        answer = a.answer if len(a.answer) <= 150 else a.answer[:149] + "…"
+        lines.append(f"         answered: {answer}")
         lines.append(f"         {jump_url(a) or '(a private answer: no link)'}")
     if not report.downvoted:
         lines.append("  none")
@@ -202,9 +203,10 @@ def regression_rows(reports: Sequence[Insights]) -> list[dict]:
     slots (`answerable`, `key_fact`, `gold`) an admin fills in."""
     rows, seen = [], set()
     for report in reports:
-        cases = [(a, "down-voted", 1) for a in report.downvoted]
-        cases += [(g.example, "unanswered", g.count) for g in report.groups]
-        for a, why, count in cases:
+        topic = {q.answer_id: g.count for g in report.groups for q in g.questions}
+        cases = [(a, "down-voted") for a in report.downvoted]
+        cases += [(g.example, "unanswered") for g in report.groups]
+        for a, why in cases:
             if a.answer_id in seen:
                 continue
             seen.add(a.answer_id)
@@ -216,7 +218,7 @@ def regression_rows(reports: Sequence[Insights]) -> list[dict]:
                     "answer_given": a.answer,
                     "found": a.found,
                     "why": why,
-                    "asked": count,
+                    "asked": topic.get(a.answer_id, 1),  # unanswered: times its topic was
                     "downs": a.downs,
                     "guild_id": str(a.guild_id),
                     "answerable": None,
