@@ -290,13 +290,13 @@ def _reports(args, settings: Settings, downvoted: int):
     from bot.insights import build
     from index.embedder import Embedder
 
+    if args.days is not None and args.days < 1:
+        raise Error("--days must be at least 1.")
     path = settings.state_dir / "bot.sqlite3"
     if not path.is_file():
         raise Error(f"No bot database in {settings.state_dir}: give the bot's --state folder.")
     db = Database(path)
     guilds = [args.guild] if args.guild else db.guilds()
-    if args.days is not None and args.days < 1:
-        raise Error("--days must be at least 1.")
     encode = Embedder(settings.model).encode
     return [build(db, encode, g, args.days, downvoted=downvoted) for g in guilds]
 

@@ -113,10 +113,14 @@ class Database:
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(SCHEMA)
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-        for n, step in enumerate(MIGRATIONS[version:], version + 1):
-            with self._connect() as db:  # one transaction per step: all of it or none
-                db.executescript(f"BEGIN; {step} PRAGMA user_version = {n}; COMMIT;")
+        for n, step in enumerate(MIGRATIONS, 1):
+            with self._connect() as db:  # one step per transaction: all of it or none
+                db.execute("BEGIN IMMEDIATE")  # so a second process starting waits, then skips
+                if db.execute("PRAGMA user_version").fetchone()[0] >= n:
+                    continue
+                for statement in filter(str.strip, step.split(";")):
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version = {n}")
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -168,7 +172,7 @@ class Database:
                     user_id,
                     answer["question"],
                     json.dumps(answer),
-                    bool(answer["found"]),
+                    bool(answer.get("found")),
                     _now(),
                 ),
             )
@@ -224,20 +228,18 @@ class Database:
 
     def unanswered(self, guild_id: int, since: str, limit: int) -> list[Asked]:
         """The latest questions the documents did not answer, newest first."""
-        with self._connect() as db:
-            rows = db.execute(
-                _ASKED + " WHERE guild_id = ? AND answers.created_at >= ? AND NOT found"
-                " GROUP BY answers.id ORDER BY answers.id DESC LIMIT ?",
-                (guild_id, since, limit),
-            )
-            return [_asked(row) for row in rows]
+        order = "AND NOT found GROUP BY answers.id ORDER BY answers.id DESC"
+        return self._asked_since(guild_id, since, order, limit)
 
     def downvoted(self, guild_id: int, since: str, limit: int) -> list[Asked]:
         """The answers with the most 👎 (then the newest), each at least one."""
+        order = "GROUP BY answers.id HAVING SUM(vote = -1) > 0 ORDER BY SUM(vote = -1) DESC,"
+        return self._asked_since(guild_id, since, order + " answers.id DESC", limit)
+
+    def _asked_since(self, guild_id: int, since: str, rest: str, limit: int) -> list[Asked]:
         with self._connect() as db:
             rows = db.execute(
-                _ASKED + " WHERE guild_id = ? AND answers.created_at >= ? GROUP BY answers.id"
-                " HAVING SUM(vote = -1) > 0 ORDER BY SUM(vote = -1) DESC, answers.id DESC LIMIT ?",
+                f"{_ASKED} WHERE guild_id = ? AND answers.created_at >= ? {rest} LIMIT ?",
                 (guild_id, since, limit),
             )
             return [_asked(row) for row in rows]
