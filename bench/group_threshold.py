@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bot.insights import GROUP_THRESHOLD, group, pair_scores  # noqa: E402
+from bot.insights import GROUP_THRESHOLD, CachedEncode, group, pair_scores  # noqa: E402
 from index.embedder import Embedder  # noqa: E402
 
 ORDERS = 5
@@ -45,16 +45,7 @@ def main() -> int:
     parser.add_argument("--file", type=Path, default=ROOT / "tests/qa/unanswered_groups.jsonl")
     args = parser.parse_args()
     rows = [json.loads(line) for line in args.file.read_text().splitlines() if line.strip()]
-    embedder = Embedder()
-    cache: dict[str, object] = {}
-
-    def encode(texts: list[str]):
-        missing = [t for t in texts if t not in cache]
-        for t, v in zip(missing, embedder.encode(missing), strict=True):
-            cache[t] = v
-        import numpy as np
-
-        return np.stack([cache[t] for t in texts]) if texts else embedder.encode([])
+    encode = CachedEncode(Embedder().encode)
 
     best = {}
     for split in ("calibrate", "test"):

@@ -6,6 +6,8 @@ Shared by /insights, `statement-bot insights` and `statement-bot feedback export
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -52,6 +54,34 @@ class Insights:
     down: int
     groups: tuple[Group, ...]  # most asked first
     downvoted: tuple[Asked, ...]  # most 👎 first
+
+
+class CachedEncode:
+    """An Encode that embeds each text once: a later report embeds only new questions.
+
+    Thread-safe; keeps the `size` most recently used vectors (10,000 x 384 floats: 15 MB).
+    """
+
+    def __init__(self, encode: Encode, size: int = 10_000) -> None:
+        self.encode, self.size = encode, size
+        self.vecs: OrderedDict[str, np.ndarray] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return self.encode([])
+        with self.lock:
+            found = {t: self.vecs[t] for t in texts if t in self.vecs}
+        missing = [t for t in dict.fromkeys(texts) if t not in found]
+        if missing:  # embedded outside the lock: reports of other servers need not wait
+            found.update(zip(missing, self.encode(missing), strict=True))
+        with self.lock:
+            for text, vec in found.items():
+                self.vecs[text] = vec
+                self.vecs.move_to_end(text)
+            while len(self.vecs) > self.size:
+                self.vecs.popitem(last=False)
+        return np.stack([found[t] for t in texts])
 
 
 def _wording(text: str) -> str:

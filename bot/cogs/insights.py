@@ -14,7 +14,7 @@ from bot.app import NO_PINGS, reply
 from bot.cogs.admin import admin_only
 from bot.db import DatabaseError, ago
 from bot.engine import Engine
-from bot.insights import build
+from bot.insights import CachedEncode, build
 from bot.render import render_insights, render_settings
 from index.errors import Error
 
@@ -28,6 +28,7 @@ class Insights(commands.Cog):
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.encode = CachedEncode(engine.embedder.encode)  # each question is embedded once
 
     async def cog_load(self) -> None:
         if self.engine.settings.retention_days:
@@ -62,7 +63,7 @@ class Insights(commands.Cog):
         """Show what members asked that the documents don't answer, and the worst answers."""
         await interaction.response.defer(ephemeral=private, thinking=True)
         report = await asyncio.to_thread(
-            build, self.engine.db, self.engine.embedder.encode, interaction.guild_id, days
+            build, self.engine.db, self.encode, interaction.guild_id, days
         )
         await interaction.edit_original_response(
             embed=render_insights(report), allowed_mentions=NO_PINGS

@@ -7,10 +7,19 @@ import json
 import sqlite3
 
 import discord
+import numpy as np
 import pytest
 
 from bot.db import SCHEMA, Asked, Database, HandoffRefused, ago
-from bot.insights import GROUP_THRESHOLD, Group, Insights, build, group, pair_scores
+from bot.insights import (
+    GROUP_THRESHOLD,
+    CachedEncode,
+    Group,
+    Insights,
+    build,
+    group,
+    pair_scores,
+)
 from bot.render import render_handoff, render_insights
 from tests.bot.test_cli import cli  # noqa: F401  (the fixture)
 from tests.conftest import ROOT
@@ -56,6 +65,27 @@ def test_identical_wordings_are_one_item_and_the_most_asked_leads(embedder):
     weather = next(g for g in groups if 1 in g)
     assert weather[0] == 1  # the thrice-asked wording, as first listed (newest)
     assert group(["hi"], embedder.encode) == [[0]] and group([], embedder.encode) == []
+
+
+def test_cached_encode_embeds_each_text_once_and_forgets_the_oldest(embedder):
+    asked: list[list[str]] = []
+
+    def counting(texts: list[str]):
+        asked.append(list(texts))
+        return embedder.encode(texts)
+
+    encode = CachedEncode(counting, size=3)
+    first = encode(["lasagne", "weather", "lasagne"])
+    assert asked == [["lasagne", "weather"]]
+    assert np.allclose(first, embedder.encode(["lasagne", "weather", "lasagne"]), atol=1e-6)
+    encode(["weather", "mercury", "chess"])  # "lasagne" is now the least recently used
+    assert asked[-1] == ["mercury", "chess"] and list(encode.vecs) == [
+        "weather",
+        "mercury",
+        "chess",
+    ]
+    encode(["lasagne"])
+    assert asked[-1] == ["lasagne"] and encode([]).shape == (0, embedder.dim)
 
 
 def test_a_database_from_before_versions_is_migrated_and_keeps_its_rows(tmp_path):
