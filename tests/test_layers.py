@@ -7,6 +7,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DISCORD_LAYER = {
     "bot/app.py",
     "bot/render.py",
+    "bot/render_admin.py",
     "bot/cogs/ask.py",
     "bot/cogs/admin.py",
     "bot/cogs/handoff.py",

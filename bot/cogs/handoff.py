@@ -11,7 +11,7 @@ import discord
 
 from bot.app import NO_PINGS, reply
 from bot.db import HandoffRefused
-from bot.render import render_handoff
+from bot.render_admin import render_handoff
 from index.errors import Error
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from bot.cogs.admin import admin_only
 from bot.db import DatabaseError, ago
 from bot.engine import Engine
 from bot.insights import CachedEncode, build
-from bot.render import render_insights, render_settings
+from bot.render_admin import render_insights, render_settings
 from index.errors import Error
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from bot.insights import (
     group,
     pair_scores,
 )
-from bot.render import render_handoff, render_insights
+from bot.render_admin import render_handoff, render_insights
 from tests.bot.test_cli import cli  # noqa: F401  (the fixture)
 from tests.conftest import ROOT
 
