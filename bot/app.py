@@ -47,10 +47,14 @@ class StatementBot(commands.Bot):
     async def setup_hook(self) -> None:
         from bot.cogs.admin import Admin
         from bot.cogs.ask import Ask, VoteButton
+        from bot.cogs.handoff import HandoffButton
+        from bot.cogs.insights import Insights, ServerSettings
 
         await self.add_cog(Ask(self.engine, self.settings))
         await self.add_cog(Admin(self.engine))
-        self.add_dynamic_items(VoteButton)
+        await self.add_cog(Insights(self.engine))
+        await self.add_cog(ServerSettings(self.engine))
+        self.add_dynamic_items(VoteButton, HandoffButton)
         self.tree.on_error = on_app_command_error
         for guild_id in self.settings.discord_guild_ids:
             guild = discord.Object(guild_id)

@@ -1,4 +1,4 @@
-"""`statement-bot`: search, ask, index, eval and run, from one shared engine."""
+"""`statement-bot`: search, ask, index, eval, insights, feedback and run, from one engine."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ import json
 import logging
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from bot.config import Settings
@@ -85,6 +87,23 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--calibrate", action="store_true", help="fit the answer threshold first")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=_eval)
+
+    p = sub.add_parser("insights", parents=[common], help="what members asked, by server")
+    p.add_argument("--guild", type=int, help="one server's id (default: every server)")
+    p.add_argument("--days", type=int, default=30, help="how many days back (default 30)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--redact", action="store_true", help="show members as 'member n', not ids")
+    p.set_defaults(run=_insights)
+
+    p = sub.add_parser("feedback", parents=[common], help="turn members' feedback into tests")
+    actions = p.add_subparsers(required=True, metavar="ACTION")
+    p = actions.add_parser(
+        "export", parents=[common], help="down-voted and unanswered questions as eval --qa rows"
+    )
+    p.add_argument("--out", type=Path, required=True, help="the JSONL file to write")
+    p.add_argument("--guild", type=int, help="one server's id (default: every server)")
+    p.add_argument("--days", type=int, help="how many days back (default: all on record)")
+    p.set_defaults(run=_export)
 
     p = sub.add_parser("run", parents=[common], help="start the Discord bot")
     p.set_defaults(run=_run)
@@ -241,9 +260,82 @@ def _eval(args, settings: Settings) -> int:
         bar.close()
         print(evaluate.format_beir(results) if not args.json else json.dumps(results, indent=1))
     if args.qa:
-        engine = _engine(settings)
-        results = evaluate.qa(engine, args.qa, args.split, calibrate_first=args.calibrate)
+        try:
+            rows = evaluate.read_qa(args.qa)
+        except (OSError, ValueError) as err:
+            raise Error(f"{args.qa} is not a readable question set ({err}).") from err
+        with _filled(args.qa, rows) as path:
+            engine = _engine(settings)
+            results = evaluate.qa(engine, path, args.split, calibrate_first=args.calibrate)
         print(evaluate.format_qa(results) if not args.json else json.dumps(results, indent=1))
+    return 0
+
+
+@contextmanager
+def _filled(path: Path, rows: list[dict]) -> Iterator[Path]:
+    """The question set, less rows whose slots are still empty (as `feedback export` leaves
+    them); an error when no row is filled in."""
+    from bot.insights import slots_filled
+
+    filled = [r for r in rows if slots_filled(r)]
+    if len(filled) == len(rows):
+        yield path
+        return
+    empty = [str(r.get("id", n)) for n, r in enumerate(rows, 1) if not slots_filled(r)]
+    if not filled:
+        raise Error(
+            f'{path}: no row has its slots filled in yet. Set "answerable" to true or false; '
+            f'for answerable questions also "key_fact" (words the answer must contain) and '
+            f'"gold" (text of the passage that answers it).'
+        )
+    shown = ", ".join(empty[:10]) + (f" and {len(empty) - 10} more" if len(empty) > 10 else "")
+    print(f"note: skipping {len(empty)} rows with empty slots ({shown})", file=sys.stderr)
+    with tempfile.TemporaryDirectory() as tmp:
+        part = Path(tmp) / path.name
+        part.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in filled))
+        yield part
+
+
+def _reports(args, settings: Settings, downvoted: int):
+    """Insights for one server or every server on record; the model embeds the questions."""
+    from bot.db import Database
+    from bot.insights import build
+    from index.embedder import Embedder
+
+    if args.days is not None and args.days < 1:
+        raise Error("--days must be at least 1.")
+    path = settings.state_dir / "bot.sqlite3"
+    if not path.is_file():
+        raise Error(f"No bot database in {settings.state_dir}: give the bot's --state folder.")
+    db = Database(path)
+    guilds = [args.guild] if args.guild else db.guilds()
+    encode = Embedder(settings.model).encode
+    return [build(db, encode, g, args.days, downvoted=downvoted) for g in guilds]
+
+
+def _insights(args, settings: Settings) -> int:
+    from bot.insights import format_text, to_dict
+
+    reports = _reports(args, settings, downvoted=10)
+    if args.json:
+        print(json.dumps([to_dict(r, args.redact) for r in reports], ensure_ascii=False, indent=1))
+    else:
+        print("\n\n".join(format_text(r, args.redact) for r in reports) or "No questions yet.")
+    return 0
+
+
+def _export(args, settings: Settings) -> int:
+    from bot.insights import regression_rows
+
+    rows = regression_rows(_reports(args, settings, downvoted=10_000))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with open(args.out, "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    print(
+        f'wrote {len(rows)} questions to {args.out}: fill in "answerable" (true/false) and, '
+        f'for answerable ones, "key_fact" and "gold"; then '
+        f"`statement-bot eval --qa {args.out}`"
+    )
     return 0
 
 

@@ -42,6 +42,8 @@ class Settings:
     reply_in_thread: bool = False
     cooldown_seconds: float = 5.0
     cooldown_questions: int = 3  # per member within cooldown_seconds
+    handoff_cooldown_seconds: float = 600.0  # one hand-off to moderators per member per this
+    retention_days: int = 90  # questions older than this are deleted; 0 keeps them forever
     llm_base_url: str = ""
     llm_api_key: str = field(default="", repr=False)
     llm_model: str = "gpt-4o-mini"

@@ -1,4 +1,4 @@
-"""SQLite records: uploaded documents, answers given, and members' votes on them."""
+"""SQLite records: uploaded documents, answers given, members' votes, hand-offs, server settings."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from index.errors import Error
@@ -23,6 +24,24 @@ CREATE TABLE IF NOT EXISTS votes (
     vote INTEGER NOT NULL CHECK (vote IN (-1, 1)), created_at TEXT NOT NULL,
     PRIMARY KEY (answer_id, user_id));
 """
+# Each step moves a database from version n to n + 1 (PRAGMA user_version); databases made
+# before versions existed are version 0 and keep their rows.
+MIGRATIONS = (
+    """
+    ALTER TABLE answers ADD COLUMN found INTEGER;
+    ALTER TABLE answers ADD COLUMN message_id INTEGER;
+    UPDATE answers SET found = json_extract(answer, '$.found') = 1;
+    CREATE INDEX answers_by_guild ON answers (guild_id, created_at);
+    CREATE INDEX answers_by_age ON answers (created_at);
+    CREATE TABLE guild_settings (
+        guild_id INTEGER PRIMARY KEY, handoff_channel INTEGER, handoff_role INTEGER,
+        channels TEXT NOT NULL DEFAULT '[]', updated_by INTEGER, updated_at TEXT);
+    CREATE TABLE handoffs (
+        answer_id INTEGER PRIMARY KEY REFERENCES answers(id), user_id INTEGER NOT NULL,
+        message_id INTEGER, created_at TEXT NOT NULL);
+    CREATE INDEX handoffs_by_user ON handoffs (user_id, created_at);
+    """,
+)
 
 
 class DatabaseError(Error):
@@ -33,8 +52,56 @@ class DatabaseError(Error):
         self.reason = reason
 
 
+class HandoffRefused(Error):
+    """A hand-off to the moderators that may not happen (again, or yet)."""
+
+
+@dataclass(frozen=True)
+class GuildSettings:
+    """A server's own settings; the defaults mean no hand-off and answers in every channel."""
+
+    handoff_channel: int | None = None
+    handoff_role: int | None = None
+    channels: tuple[int, ...] = ()  # where @mentions are answered; empty: everywhere
+
+
+@dataclass(frozen=True)
+class Asked:
+    """A question asked, the answer it got and the votes on it."""
+
+    answer_id: int
+    guild_id: int | None
+    channel_id: int | None
+    message_id: int | None  # None for private answers, which cannot be linked to
+    user_id: int
+    question: str
+    answer: str
+    found: bool
+    created_at: str
+    ups: int = 0
+    downs: int = 0
+
+
+_ASKED = (
+    "SELECT answers.id, guild_id, channel_id, message_id, answers.user_id, question,"
+    " json_extract(answer, '$.answer'), found, answers.created_at,"
+    " COALESCE(SUM(vote = 1), 0), COALESCE(SUM(vote = -1), 0)"
+    " FROM answers LEFT JOIN votes ON votes.answer_id = answers.id"
+)
+
+
+def _asked(row: tuple) -> Asked:
+    *head, found, created_at, ups, downs = row
+    return Asked(*head, bool(found), created_at, int(ups), int(downs))
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def ago(seconds: float) -> str:
+    """The time `seconds` ago, as the database writes times (ISO 8601, UTC, comparable)."""
+    return (datetime.now(UTC) - timedelta(seconds=seconds)).isoformat(timespec="seconds")
 
 
 class Database:
@@ -46,6 +113,14 @@ class Database:
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(SCHEMA)
+        for n, step in enumerate(MIGRATIONS, 1):
+            with self._connect() as db:  # one step per transaction: all of it or none
+                db.execute("BEGIN IMMEDIATE")  # so a second process starting waits, then skips
+                if db.execute("PRAGMA user_version").fetchone()[0] >= n:
+                    continue
+                for statement in filter(str.strip, step.split(";")):
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version = {n}")
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -89,11 +164,29 @@ class Database:
         """Store an answer given, returning its id (for the vote buttons)."""
         with self._connect() as db:
             cur = db.execute(
-                "INSERT INTO answers (guild_id, channel_id, user_id, question, answer, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (guild_id, channel_id, user_id, answer["question"], json.dumps(answer), _now()),
+                "INSERT INTO answers (guild_id, channel_id, user_id, question, answer, found,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    guild_id,
+                    channel_id,
+                    user_id,
+                    answer["question"],
+                    json.dumps(answer),
+                    bool(answer.get("found")),
+                    _now(),
+                ),
             )
             return int(cur.lastrowid)
+
+    def set_message(self, answer_id: int, message_id: int) -> None:
+        """Remember the message showing an answer, for jump links."""
+        with self._connect() as db:
+            db.execute("UPDATE answers SET message_id = ? WHERE id = ?", (message_id, answer_id))
+
+    def asked(self, answer_id: int) -> Asked | None:
+        with self._connect() as db:
+            row = db.execute(_ASKED + " WHERE answers.id = ?", (answer_id,)).fetchone()
+            return _asked(row) if row[0] is not None else None
 
     def answer(self, answer_id: int) -> dict | None:
         with self._connect() as db:
@@ -109,19 +202,111 @@ class Database:
                 (answer_id, user_id, vote, _now()),
             )
 
-    def feedback(self, guild_id: int, limit: int = 5) -> tuple[int, int, list[tuple[str, int]]]:
-        """(👍 total, 👎 total, the most down-voted questions with their 👎 counts)."""
+    # -- what members asked, for /insights and exports ------------------------------------------
+
+    def guilds(self) -> list[int]:
+        """Servers with questions on record."""
         with self._connect() as db:
+            rows = db.execute("SELECT DISTINCT guild_id FROM answers WHERE guild_id IS NOT NULL")
+            return sorted(g for (g,) in rows)
+
+    def totals(self, guild_id: int, since: str) -> tuple[int, int, int, int, int]:
+        """(questions, answered, members asking, 👍, 👎) for answers given since `since`."""
+        with self._connect() as db:
+            asked, answered, members = db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(found), 0), COUNT(DISTINCT user_id) FROM answers"
+                " WHERE guild_id = ? AND created_at >= ?",
+                (guild_id, since),
+            ).fetchone()
             up, down = db.execute(
                 "SELECT COALESCE(SUM(vote = 1), 0), COALESCE(SUM(vote = -1), 0) FROM votes"
-                " JOIN answers ON answers.id = votes.answer_id WHERE answers.guild_id = ?",
+                " JOIN answers ON answers.id = votes.answer_id"
+                " WHERE guild_id = ? AND answers.created_at >= ?",
+                (guild_id, since),
+            ).fetchone()
+            return int(asked), int(answered), int(members), int(up), int(down)
+
+    def unanswered(self, guild_id: int, since: str, limit: int) -> list[Asked]:
+        """The latest questions the documents did not answer, newest first."""
+        order = "AND NOT found GROUP BY answers.id ORDER BY answers.id DESC"
+        return self._asked_since(guild_id, since, order, limit)
+
+    def downvoted(self, guild_id: int, since: str, limit: int) -> list[Asked]:
+        """The answers with the most 👎 (then the newest), each at least one."""
+        order = "GROUP BY answers.id HAVING SUM(vote = -1) > 0 ORDER BY SUM(vote = -1) DESC,"
+        return self._asked_since(guild_id, since, order + " answers.id DESC", limit)
+
+    def _asked_since(self, guild_id: int, since: str, rest: str, limit: int) -> list[Asked]:
+        with self._connect() as db:
+            rows = db.execute(
+                f"{_ASKED} WHERE guild_id = ? AND answers.created_at >= ? {rest} LIMIT ?",
+                (guild_id, since, limit),
+            )
+            return [_asked(row) for row in rows]
+
+    def forget_before(self, cutoff: str) -> int:
+        """Delete questions asked before `cutoff`, with their votes and hand-offs; how many."""
+        with self._connect() as db:
+            old = "SELECT id FROM answers WHERE created_at < ?"
+            db.execute(f"DELETE FROM votes WHERE answer_id IN ({old})", (cutoff,))
+            db.execute(f"DELETE FROM handoffs WHERE answer_id IN ({old})", (cutoff,))
+            return db.execute("DELETE FROM answers WHERE created_at < ?", (cutoff,)).rowcount
+
+    # -- server settings and hand-offs ----------------------------------------------------------
+
+    def settings(self, guild_id: int) -> GuildSettings:
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT handoff_channel, handoff_role, channels FROM guild_settings"
+                " WHERE guild_id = ?",
                 (guild_id,),
             ).fetchone()
-            worst = db.execute(
-                "SELECT question, SUM(vote = -1) AS downs FROM votes JOIN answers"
-                " ON answers.id = votes.answer_id WHERE answers.guild_id = ?"
-                " GROUP BY answers.id HAVING downs > 0 ORDER BY downs DESC, answers.id DESC"
-                " LIMIT ?",
-                (guild_id, limit),
-            ).fetchall()
-            return int(up), int(down), [(q, int(n)) for q, n in worst]
+        if row is None:
+            return GuildSettings()
+        return GuildSettings(row[0], row[1], tuple(json.loads(row[2])))
+
+    def save_settings(self, guild_id: int, settings: GuildSettings, user_id: int) -> None:
+        with self._connect() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO guild_settings VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    guild_id,
+                    settings.handoff_channel,
+                    settings.handoff_role,
+                    json.dumps(list(settings.channels)),
+                    user_id,
+                    _now(),
+                ),
+            )
+
+    def claim_handoff(self, answer_id: int, user_id: int, cooldown: float) -> None:
+        """Claim an answer's one hand-off for a member who has not handed one off lately."""
+        with self._connect() as db:
+            claimed = db.execute(
+                "INSERT OR IGNORE INTO handoffs (answer_id, user_id, created_at) SELECT ?, ?, ?"
+                " WHERE NOT EXISTS (SELECT 1 FROM handoffs WHERE user_id = ? AND created_at > ?)",
+                (answer_id, user_id, _now(), user_id, ago(cooldown)),
+            ).rowcount
+            if claimed:
+                return
+            if db.execute("SELECT 1 FROM handoffs WHERE answer_id = ?", (answer_id,)).fetchone():
+                raise HandoffRefused("This question has already been passed on to the moderators.")
+            (last,) = db.execute(
+                "SELECT MAX(created_at) FROM handoffs WHERE user_id = ?", (user_id,)
+            ).fetchone()
+        wait = cooldown - (datetime.now(UTC) - datetime.fromisoformat(last)).total_seconds()
+        raise HandoffRefused(
+            f"You passed a question on a moment ago; you can pass on another in "
+            f"{max(1, round(wait / 60))} min."
+        )
+
+    def handoff_posted(self, answer_id: int, message_id: int | None) -> None:
+        """Record the moderators' post of a claimed hand-off, or (None) give the claim back."""
+        with self._connect() as db:
+            if message_id is None:
+                db.execute("DELETE FROM handoffs WHERE answer_id = ?", (answer_id,))
+            else:
+                db.execute(
+                    "UPDATE handoffs SET message_id = ? WHERE answer_id = ?",
+                    (message_id, answer_id),
+                )

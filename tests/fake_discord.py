@@ -324,6 +324,19 @@ class FakeDiscord:
             }
         return ids
 
+    def add_role(self, guild_id: int, role_id: int, name: str, *, mentionable: bool = True) -> Json:
+        """Add a role to a guild (sent at the next IDENTIFY); return it."""
+        role = {
+            **self.guilds[guild_id]["roles"][0],
+            "id": str(role_id),
+            "name": name,
+            "permissions": "0",
+            "position": len(self.guilds[guild_id]["roles"]),
+            "mentionable": mentionable,
+        }
+        self.guilds[guild_id]["roles"].append(role)
+        return role
+
     def add_attachment(
         self, filename: str, data: bytes, content_type: str = "application/octet-stream"
     ) -> Json:
@@ -374,6 +387,7 @@ class FakeDiscord:
         ``attachments`` maps ATTACHMENT option names to objects from :meth:`add_attachment`."""
         command = self._command(name, guild_id)
         opts, resolved = self._options(command, subcommand, options or {}, attachments or {})
+        resolved.update(self._resolved(guild_id, opts))
         data = self._command_data(command, opts)
         if resolved:
             data["resolved"] = resolved
@@ -407,6 +421,28 @@ class FakeDiscord:
         """Click the button ``custom_id`` on ``message`` (a message dict from the stand-in)."""
         message = self.messages.get(message["id"], message)
         data = {"custom_id": custom_id, "component_type": 2}
+        return await self._interact(
+            3, data, guild_id, user_id, permissions, int(message["channel_id"]), message
+        )
+
+    async def select(
+        self,
+        custom_id: str,
+        message: Json,
+        channel_ids: list[int],
+        *,
+        guild_id: int,
+        user_id: int,
+        permissions: int = 0,
+    ) -> FakeInteraction:
+        """Pick ``channel_ids`` in the channel select ``custom_id`` on ``message``."""
+        message = self.messages.get(message["id"], message)
+        data: Json = {
+            "custom_id": custom_id,
+            "component_type": 8,
+            "values": [str(c) for c in channel_ids],
+            "resolved": {"channels": {str(c): self._partial_channel(c) for c in channel_ids}},
+        }
         return await self._interact(
             3, data, guild_id, user_id, permissions, int(message["channel_id"]), message
         )
@@ -598,6 +634,24 @@ class FakeDiscord:
         if channel is None or channel["guild_id"] != str(guild_id):
             raise LookupError(f"no channel {channel_id} in guild {guild_id}; see add_guild()")
         return channel
+
+    def _partial_channel(self, channel_id: int | str) -> Json:
+        """A channel as interactions resolve it: with the member's permissions there."""
+        return {**self.channels[str(channel_id)], "permissions": ALL_PERMISSIONS}
+
+    def _resolved(self, guild_id: int, options: list[Json]) -> Json:
+        """``resolved`` channels (type 7) and roles (type 8) named by options, nested too."""
+        resolved: Json = {}
+        roles = {r["id"]: r for r in self.guilds[guild_id]["roles"]}
+        for option in options:
+            for key, value in self._resolved(guild_id, option.get("options", [])).items():
+                resolved.setdefault(key, {}).update(value)
+            if option["type"] == 7:
+                channel = self._partial_channel(option["value"])
+                resolved.setdefault("channels", {})[str(option["value"])] = channel
+            elif option["type"] == 8:
+                resolved.setdefault("roles", {})[str(option["value"])] = roles[str(option["value"])]
+        return resolved
 
     @staticmethod
     def _command_data(command: Json, options: list[Json]) -> Json:

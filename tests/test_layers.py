@@ -4,7 +4,15 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DISCORD_LAYER = {"bot/app.py", "bot/render.py", "bot/cogs/ask.py", "bot/cogs/admin.py"}
+DISCORD_LAYER = {
+    "bot/app.py",
+    "bot/render.py",
+    "bot/render_admin.py",
+    "bot/cogs/ask.py",
+    "bot/cogs/admin.py",
+    "bot/cogs/handoff.py",
+    "bot/cogs/insights.py",
+}
 
 
 def imports(path: Path) -> set[str]:

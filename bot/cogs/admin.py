@@ -1,4 +1,4 @@
-"""Document management: /docs list|add|remove, /reindex and /feedback."""
+"""Document management: /docs list|add|remove and /reindex."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def summary(reports: list[Report]) -> str:
 
 
 class Admin(commands.Cog):
-    """Documents, re-indexing and feedback; changes need Manage Server."""
+    """Documents and re-indexing; changes need Manage Server."""
 
     docs = app_commands.Group(
         name="docs", description="The documents answers draw on", guild_only=True
@@ -142,14 +142,3 @@ class Admin(commands.Cog):
                 *(asyncio.wrap_future(f) for _, f in edits), return_exceptions=True
             )
         await interaction.edit_original_response(content=summary(reports))
-
-    @app_commands.command(name="feedback")
-    @app_commands.guild_only()
-    @app_commands.default_permissions(manage_guild=True)
-    @admin_only
-    async def feedback(self, interaction: discord.Interaction) -> None:
-        """Summarise members' votes on answers."""
-        up, down, worst = await asyncio.to_thread(self.engine.db.feedback, interaction.guild_id)
-        lines = [f"👍 {up}   👎 {down}"]
-        lines += [f"👎 {n}: {escape(shorten(q, 150))}" for q, n in worst]
-        await reply(interaction, "\n".join(lines))

@@ -14,6 +14,7 @@ from discord.ext import commands
 
 from bot.answer import QuestionError, clean_question
 from bot.app import NO_PINGS, reply
+from bot.cogs.handoff import HandoffButton
 from bot.config import Settings
 from bot.engine import Engine
 from bot.llm import OnText
@@ -73,14 +74,35 @@ class VoteButton(
 
     async def callback(self, interaction: discord.Interaction) -> None:
         engine: Engine = interaction.client.engine  # type: ignore[attr-defined]
+        asked = await asyncio.to_thread(engine.db.asked, self.answer_id)
+        if asked is None or asked.guild_id != interaction.guild_id:  # a crafted custom id
+            await reply(interaction, "That answer is not one of this server's.")
+            return
         await asyncio.to_thread(engine.db.vote, self.answer_id, interaction.user.id, self.vote)
-        await reply(interaction, "Thanks, your vote is recorded.")
+        if self.vote < 0 and await handoffs(engine, interaction.guild_id):
+            view = discord.ui.View()
+            view.add_item(HandoffButton(self.answer_id))
+            text = "Thanks, your vote is recorded. If the answer didn't help, ask a moderator."
+            await reply(interaction, text, view=view)
+        else:
+            await reply(interaction, "Thanks, your vote is recorded.")
 
 
-def votes(answer_id: int) -> discord.ui.View:
+async def handoffs(engine: Engine, guild_id: int | None) -> bool:
+    """Whether this server passes questions on to moderators."""
+    if guild_id is None:
+        return False
+    settings = await asyncio.to_thread(engine.db.settings, guild_id)
+    return settings.handoff_channel is not None
+
+
+def buttons(answer_id: int, handoff: bool = False) -> discord.ui.View:
+    """👍/👎 under an answer, and "Ask a moderator" under a refusal where hand-offs are on."""
     view = discord.ui.View(timeout=None)
     view.add_item(VoteButton(answer_id, 1))
     view.add_item(VoteButton(answer_id, -1))
+    if handoff:
+        view.add_item(HandoffButton(answer_id))
     return view
 
 
@@ -102,27 +124,36 @@ class Ask(commands.Cog):
         channel_id: int | None,
         context: str | None = None,
         on_text: OnText | None = None,
-    ) -> tuple[Answer, dict]:
-        """Answer off the event loop and record it; returns the answer and message kwargs."""
+    ) -> tuple[Answer, int, dict]:
+        """Answer off the event loop and record it; returns the answer, its id, message kwargs."""
         answer, _ = await self.engine.answer(question, guild_id, context, on_text)
         answer_id = await asyncio.to_thread(
             self.engine.db.record_answer, guild_id, channel_id, user_id, answer.to_dict()
         )
+        handoff = not answer.found and await handoffs(self.engine, guild_id)
         rendered = render_answer(answer)
         kwargs: dict = {
             "content": rendered.content,
             "allowed_mentions": NO_PINGS,
-            "view": votes(answer_id),
+            "view": buttons(answer_id, handoff),
         }
         if rendered.embed:
             kwargs["embed"] = rendered.embed
-        return answer, kwargs
+        return answer, answer_id, kwargs
 
     def remember(self, key: int, question: str) -> None:
         self.asked[key] = question
         self.asked.move_to_end(key)
         while len(self.asked) > REMEMBERED:
             self.asked.popitem(last=False)
+
+    async def listens_in(self, channel: discord.abc.Messageable) -> bool:
+        """Whether @mentions are answered here (`/settings channels`; a thread by its parent)."""
+        guild = getattr(channel, "guild", None)
+        if guild is None:
+            return True
+        allowed = (await asyncio.to_thread(self.engine.db.settings, guild.id)).channels
+        return not allowed or bool({channel.id, getattr(channel, "parent_id", None)} & set(allowed))
 
     @app_commands.command(name="ask")
     @app_commands.describe(question="Your question", private="Only you see the answer")
@@ -137,7 +168,7 @@ class Ask(commands.Cog):
         async def preview(text: str) -> None:  # verified text so far, while a model streams
             await interaction.edit_original_response(content=fit_answer(text))
 
-        _, kwargs = await self.answer(
+        _, answer_id, kwargs = await self.answer(
             question,
             interaction.user.id,
             interaction.guild_id,
@@ -147,6 +178,8 @@ class Ask(commands.Cog):
         # Editing fills the "thinking" message, whether or not a preview already replaced it.
         message = await interaction.edit_original_response(**kwargs)
         self.remember(message.id, question)
+        if not private:  # a private answer has no link others could follow
+            await asyncio.to_thread(self.engine.db.set_message, answer_id, message.id)
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
@@ -158,6 +191,8 @@ class Ask(commands.Cog):
         context = self.asked.get(message.channel.id) or (ref and self.asked.get(ref.message_id))
         if me not in message.mentions and context is None:
             return
+        if not await self.listens_in(message.channel):
+            return
         try:
             question = clean_question(plain(message.content), self.settings.max_question_chars)
             self.cooldown.check(message.author.id)
@@ -166,7 +201,7 @@ class Ask(commands.Cog):
             return
         try:
             async with message.channel.typing():
-                answer, kwargs = await self.answer(
+                answer, answer_id, kwargs = await self.answer(
                     question, message.author.id, message.guild.id, message.channel.id, context
                 )
         except Error as err:  # user-safe text, as the slash-command funnel shows it
@@ -182,4 +217,5 @@ class Ask(commands.Cog):
             if in_thread and message.channel.owner_id == me.id:  # not a thread members started
                 self.remember(message.channel.id, question)
         self.remember(sent.id, question)
+        await asyncio.to_thread(self.engine.db.set_message, answer_id, sent.id)
         log.info("answered %s for %s (found=%s)", message.id, message.author.id, answer.found)

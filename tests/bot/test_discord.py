@@ -440,7 +440,7 @@ async def test_a_known_failure_is_explained_on_both_paths(
     assert (await fake.wait_for_reply(asked, timeout=30))["content"] == failure
 
 
-# -- votes and feedback -------------------------------------------------------------------------
+# -- votes and insights -------------------------------------------------------------------------
 
 
 async def test_votes_are_one_per_member_and_summarised(world: Bot) -> None:
@@ -459,9 +459,11 @@ async def test_votes_are_one_per_member_and_summarised(world: Bot) -> None:
         assert thanks["flags"] & EPHEMERAL
     assert votes_in_db(engine, answer_id) == [(voter, -1), (other, 1)]
 
-    _, summary = await admin(fake, "feedback", guild=GUILD_B)
-    assert summary["flags"] & EPHEMERAL
-    assert summary["content"].splitlines() == ["👍 1   👎 1", f"👎 1: {CORBYN}"]
+    # What /insights sums up (shown through Discord in tests/bot/test_admin_loop.py).
+    assert engine.db.totals(GUILD_B, "")[3:] == (1, 1)
+    assert [(a.question, a.ups, a.downs) for a in engine.db.downvoted(GUILD_B, "", 5)] == [
+        (CORBYN, 1, 1)
+    ]
 
 
 # -- documents: permissions, uploads, isolation between servers, removal ------------------------
@@ -479,7 +481,7 @@ async def test_members_without_manage_server_change_nothing(world: Bot) -> None:
             ("docs", {}, "add", {"file": fake.add_attachment("evil.txt", b"Pwned.", "text/plain")}),
             ("docs", {"document": "uploads/zorblat_notes.txt"}, "remove", None),
             ("reindex", {}, None, None),
-            ("feedback", {}, None, None),
+            ("insights", {}, None, None),
         ]
         for name, options, sub, files in attempts:
             ix, shown = await admin(
