@@ -87,6 +87,9 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_eval)
 
     p = sub.add_parser("run", parents=[common], help="start the Discord bot")
+    p.add_argument(
+        "--check", action="store_true", help="check settings, token format and index, then exit"
+    )
     p.set_defaults(run=_run)
     return parser
 
@@ -236,6 +239,11 @@ def _eval(args, settings: Settings) -> int:
 
 
 def _run(args, settings: Settings) -> int:
+    if args.check:
+        from bot.health import check
+
+        print("\n".join(check(settings)))
+        return 0
     from bot.app import run
 
     return run(settings)
