@@ -216,6 +216,12 @@ def shard_of(guild_id: int, shard_count: int) -> int:
     return (guild_id >> 22) % shard_count
 
 
+def guild_on_shard(shard: int, shard_count: int, n: int = 0) -> int:
+    """The `n`-th of a series of realistic guild ids whose events go to `shard` of `shard_count`."""
+    created = 1_400_000_000_000 + n * shard_count  # ms since the Discord epoch (2024)
+    return ((created + (shard - created) % shard_count) << 22) | 1
+
+
 class FakeDiscord:
     """Discord's REST API and gateway on 127.0.0.1, for one client or several sharded ones."""
 

@@ -12,7 +12,7 @@ import pytest
 from discord import app_commands
 from discord.ext import commands
 
-from tests.fake_discord import FakeDiscord, connected
+from tests.fake_discord import FakeDiscord, connected, guild_on_shard
 
 GUILD = 1_200_000_000_000_000_001
 CHANNEL = 1_200_000_000_000_000_002
@@ -252,16 +252,10 @@ class ShardedBot(commands.AutoShardedBot):
         """Identify at once (discord.py waits 5 s a shard; the stand-in has no rate limit)."""
 
 
-def guild_on(shard: int, count: int, n: int = 0) -> int:
-    """A realistic guild id whose events Discord sends to `shard` of `count`."""
-    base = 1_400_000_000_000 + n * count
-    return ((base + (shard - base) % count) << 22) | 1
-
-
 async def test_sharded_processes_get_only_their_shards_guilds_and_events() -> None:
     fake = FakeDiscord(shard_count=2, max_concurrency=2)
     await fake.start()
-    guilds = {shard: [guild_on(shard, 2, n) for n in range(2)] for shard in (0, 1)}
+    guilds = {shard: [guild_on_shard(shard, 2, n) for n in range(2)] for shard in (0, 1)}
     for shard_guilds in guilds.values():
         for guild in shard_guilds:
             fake.add_guild(guild)
@@ -289,7 +283,7 @@ async def test_sharded_processes_get_only_their_shards_guilds_and_events() -> No
 async def test_unsharded_settings_run_every_shard_discord_recommends() -> None:
     fake = FakeDiscord(shard_count=3, max_concurrency=3)
     await fake.start()
-    guilds = [guild_on(shard, 3) for shard in range(3)]
+    guilds = [guild_on_shard(shard, 3) for shard in range(3)]
     for guild in guilds:
         fake.add_guild(guild)
     try:
