@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
 from collections.abc import Awaitable, Callable
 
@@ -191,7 +192,7 @@ def run(settings: Settings) -> int:
     point_at(settings.discord_api_base, settings.discord_gateway_url)
     engine = Engine(settings, Embedder(settings.model))
     engine.open()
-    log.info("serving %s: %s", shards(settings), describe(engine))
+    log.info("process %d serving %s: %s", os.getpid(), shards(settings), describe(engine))
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop cleanly, as on Ctrl-C
     # The model's many long-lived objects make each full garbage collection pause the event
     # loop ~250 ms; freezing them keeps interaction acks fast (bench/load.py: max 316 -> 52 ms).

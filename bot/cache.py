@@ -11,7 +11,7 @@ from index.store import Index
 
 # A server's index and whether it may be kept (False: loaded while a write ran, not final).
 Loader = Callable[[int], tuple[Index | None, bool]]
-OVERHEAD = 60_000  # bytes per loaded index beyond its arrays (bm25s, FAISS, dicts): bench/shards.py
+OVERHEAD = 16_000  # bytes per loaded index beyond its arrays (bm25s, FAISS, dicts): bench/shards.py
 ABSENT = 200  # bytes to remember that a server has no uploads
 
 

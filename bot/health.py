@@ -47,10 +47,15 @@ def shards(settings: Settings) -> str:
     return f"shards {','.join(map(str, ids))} of {settings.shard_count}"
 
 
+def counted(items: object, noun: str) -> str:
+    n = len(items)  # type: ignore[arg-type]
+    return f"{n} {noun}{'s' * (n != 1)}"
+
+
 def describe(engine: Engine) -> str:
     """The engine's share of a health line: corpus version, cached server indexes, memory."""
     cache, shared = engine.guilds, engine.shared
-    corpus = f"{len(shared.infos)} documents, {len(shared)} chunks" if shared else "not loaded"
+    corpus = f"{counted(shared.infos, 'document')}, {len(shared)} chunks" if shared else "-"
     return (
         f"shared corpus {engine.shared_version or '-'} ({corpus}); "
         f"server indexes in memory: {len(cache.loaded())} "
@@ -79,7 +84,7 @@ def check(settings: Settings) -> list[str]:
     except IndexDamaged as err:
         raise Error(f"{err} `statement-bot index --rebuild` rebuilds it.") from None
     lines.append(
-        f"shared index ok: {folder.name}, {len(index.infos)} documents, {len(index)} chunks "
+        f"shared index ok: {folder.name}, {counted(index.infos, 'document')}, {len(index)} chunks "
         f"({index.kind}), checked in {time.perf_counter() - started:.2f} s"
     )
     guilds = settings.state_dir / "guilds"

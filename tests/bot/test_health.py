@@ -91,7 +91,7 @@ def test_run_check_validates_settings_token_and_index_then_exits(check, tmp_path
     lines = out.splitlines()
     assert lines[0].startswith("settings ok: shards 1 of 2; state ")
     assert lines[1] == "token ok (its format; Discord is not contacted)"
-    assert lines[2].startswith("shared index ok: v") and "1 documents, " in lines[2]
+    assert lines[2].startswith("shared index ok: v") and "1 document, " in lines[2]
     assert lines[3] == "servers with uploads here: 1, 1 of them on this process's shards"
     assert TOKEN not in out + err
 
@@ -105,7 +105,7 @@ def test_health_line_names_corpus_cache_and_memory(make_engine):
     engine = make_engine(guild_index_cache=50_000_000)
     engine.add_document(7, "notes.md", b"# Notes\n\nThe quorum is twelve.", user_id=1)
     line = describe(engine)
-    assert line.startswith(f"shared corpus {engine.shared_version} (1 documents, ")
+    assert line.startswith(f"shared corpus {engine.shared_version} (1 document, ")
     assert "server indexes in memory: 1 (" in line and " of 50 MB; " in line
     assert 100e6 < rss() < 100e9 and re.search(r"; RSS \d+ MB$", line)
 
