@@ -12,12 +12,16 @@ through `Engine.add_document`, as `/docs add` does. Then each measurement runs i
   loads that server's index) and a second one in each (from memory);
 - eager: `Engine.open()` and every server's index loaded, as the bot did before; the same questions;
 - for both: RSS after start-up and after the questions, the cache's estimate of what it holds.
+
+Question times are wall and CPU time (on one OpenMP thread), the CPU time being less swayed by
+whatever else the machine runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import subprocess
@@ -91,20 +95,23 @@ if mode == "eager":  # what the bot did before: every server's index loaded at s
 startup, after_start = time.perf_counter() - started, rss()
 engine.ask("How long has Corbyn been an MP?")  # first-call costs (tokenizers, BM25) not counted
 picked = random.Random(0).sample(range(servers), questions)
-load, first, second, found = [], [], [], 0
-for round_ in (first, second):
+times = {k: [] for k in ("load", "first", "second", "load_cpu", "first_cpu", "second_cpu")}
+found = 0
+for round_ in ("first", "second"):
     for i in picked:
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()  # CPU time: less swayed by other work
         engine.guilds.get(guild_id(i))  # the first question's index load (lazy), else a hit
-        loaded = time.perf_counter()
+        loaded, loaded_cpu = time.perf_counter(), time.process_time()
         answer = engine.ask(handbook(i)[1], guild_id=guild_id(i))
-        round_.append(time.perf_counter() - t)
-        if round_ is first:
-            load.append(loaded - t)
+        times[round_].append(time.perf_counter() - t)
+        times[round_ + "_cpu"].append(time.process_time() - c)
+        if round_ == "first":
+            times["load"].append(loaded - t)
+            times["load_cpu"].append(loaded_cpu - c)
         found += any(c.chunk.doc_id == "uploads/handbook.md" for c in answer.citations)
 print(json.dumps(dict(
     startup=startup, rss_model=base, rss_started=after_start, rss_after=rss(),
-    load=load, first=first, second=second, found=found, asked=2 * questions,
+    **times, found=found, asked=2 * questions,
     cached=len(engine.guilds.loaded()), cache_bytes=engine.guilds.bytes,
 )))
 """
@@ -112,8 +119,9 @@ print(json.dumps(dict(
 
 def measure(mode: str, state: Path, data: Path, servers: int, questions: int) -> dict:
     cmd = [sys.executable, "-c", CHILD, str(ROOT), mode, str(state), str(data)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # steadier on a shared machine: no spinning
     out = subprocess.run(
-        [*cmd, str(servers), str(questions)], cwd=ROOT, capture_output=True, text=True
+        [*cmd, str(servers), str(questions)], cwd=ROOT, env=env, capture_output=True, text=True
     )
     if out.returncode:
         raise RuntimeError(f"{mode} process failed:\n{out.stderr[-3000:]}")
@@ -122,6 +130,11 @@ def measure(mode: str, state: Path, data: Path, servers: int, questions: int) ->
 
 def ms(values: list[float], q: float) -> str:
     return f"{statistics.quantiles(values, n=100)[int(q) - 1] * 1000:.1f}"
+
+
+def latency(r: dict, key: str) -> str:
+    cpu = statistics.median(r[key + "_cpu"]) * 1000
+    return f"{ms(r[key], 50)} / {ms(r[key], 95)} ms; {cpu:.1f} ms"
 
 
 def main() -> int:
@@ -144,15 +157,11 @@ def main() -> int:
         "memory beyond the model after start-up": lambda r: (
             f"{(r['rss_started'] - r['rss_model']) / 1e6:.0f} MB"
         ),
-        f"first question in a server, p50 / p95 ({args.questions} servers)": lambda r: (
-            f"{ms(r['first'], 50)} / {ms(r['first'], 95)} ms"
+        f"first question in a server ({args.questions} servers), wall p50 / p95; CPU p50": (
+            lambda r: latency(r, "first")
         ),
-        "of which loading the server's index, p50 / p95": lambda r: (
-            f"{ms(r['load'], 50)} / {ms(r['load'], 95)} ms"
-        ),
-        "second question there, p50 / p95": lambda r: (
-            f"{ms(r['second'], 50)} / {ms(r['second'], 95)} ms"
-        ),
+        "of which loading the server's index": lambda r: latency(r, "load"),
+        "second question there": lambda r: latency(r, "second"),
         "RSS after the questions": lambda r: f"{r['rss_after'] / 1e6:.0f} MB",
         "server indexes in memory (cache's estimate)": lambda r: (
             f"{r['cached']} ({r['cache_bytes'] / 1e6:.1f} MB)"
@@ -166,6 +175,7 @@ def main() -> int:
     estimate = eager["cache_bytes"] / eager["cached"]
     print(f"\nmeasured RSS per loaded server index: {per_index / 1e3:.0f} KB; ", end="")
     print(f"the cache's estimate (bot/cache.py footprint): {estimate / 1e3:.0f} KB")
+    print(f"load average (1, 5, 15 min) at the end: {os.getloadavg()}")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
     return 0

@@ -1,6 +1,8 @@
 """The shipped statement end to end through the engine: real model, FAISS, files, SQLite."""
 
+import errno
 import json
+import os
 import shutil
 
 import pytest
@@ -180,3 +182,27 @@ def test_a_half_copied_shared_version_is_not_swapped_in(make_engine, caplog):
     assert not engine.refresh() and not engine.refresh()
     assert engine.shared is before and engine.ask("Who is Kate Dove?").found
     assert [r.levelname for r in caplog.records if "Still answering" in r.message] == ["ERROR"]
+
+
+def test_a_read_only_shared_index_is_followed_not_written(make_engine, monkeypatch, caplog):
+    """A copy or mount of the corpus's index that this machine cannot write (EROFS)."""
+    import index.store
+
+    writer = make_engine()
+    real_open = os.open
+
+    def read_only(path, flags, *args):
+        if str(path).endswith("LOCK") and flags & os.O_CREAT:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(index.store.os, "open", read_only)
+    follower = make_engine()
+    assert any("is read-only here" in r.message for r in caplog.records)
+    with pytest.raises(Error, match=r"Could not save the new index \(Read-only file system\)"):
+        follower.reindex()
+    monkeypatch.setattr(index.store.os, "open", real_open)
+    (writer.settings.data_dir / "harbour.txt").write_text("The harbour board meets on Thursdays.")
+    writer.reindex()
+    monkeypatch.setattr(index.store.os, "open", read_only)
+    assert follower.refresh() and follower.shared_version == writer.shared_version
