@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import math
 import os
 import signal
 from collections.abc import Awaitable, Callable
@@ -131,7 +132,7 @@ class StatementBot(commands.AutoShardedBot):
         await asyncio.to_thread(self.engine.refresh)
 
     async def _log_health(self) -> None:
-        latency = f"{self.latency * 1000:.0f} ms" if self.latency == self.latency else "-"
+        latency = "-" if math.isnan(self.latency) else f"{self.latency * 1000:.0f} ms"
         log.info(
             "health: shards %s of %s, %d servers, latency %s; %s",
             ",".join(map(str, sorted(self.shards))) or "-",

@@ -74,9 +74,6 @@ class IndexCache:
         with self._lock:
             return {k: ix for k, (ix, _) in self._entries.items() if ix is not None}
 
-    def __len__(self) -> int:
-        return len(self._entries)
-
     def _add(self, key: int, index: Index | None) -> None:
         size = footprint(index)
         self._entries[key] = (index, size)

@@ -7,6 +7,7 @@ import re
 import resource
 import sys
 import time
+from collections.abc import Sized
 
 from bot.config import Settings
 from bot.engine import Engine
@@ -47,9 +48,8 @@ def shards(settings: Settings) -> str:
     return f"shards {','.join(map(str, ids))} of {settings.shard_count}"
 
 
-def counted(items: object, noun: str) -> str:
-    n = len(items)  # type: ignore[arg-type]
-    return f"{n} {noun}{'s' * (n != 1)}"
+def counted(items: Sized, noun: str) -> str:
+    return f"{len(items)} {noun}{'s' * (len(items) != 1)}"
 
 
 def describe(engine: Engine) -> str:

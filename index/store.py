@@ -226,7 +226,8 @@ class Store:
     """A folder of index versions, with `CURRENT` naming the live one.
 
     Readers need no lock: versions never change once written and CURRENT is replaced in one
-    rename. Writers (publish, cleanup) hold `lock()`, which holds across processes.
+    rename. Writers that other processes may race (publish, cleanup of a shared corpus) hold
+    `lock()`, a file lock that holds across processes.
     """
 
     def __init__(self, folder: Path) -> None:
