@@ -106,6 +106,9 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_export)
 
     p = sub.add_parser("run", parents=[common], help="start the Discord bot")
+    p.add_argument(
+        "--check", action="store_true", help="check settings, token format and index, then exit"
+    )
     p.set_defaults(run=_run)
     return parser
 
@@ -340,6 +343,11 @@ def _export(args, settings: Settings) -> int:
 
 
 def _run(args, settings: Settings) -> int:
+    if args.check:
+        from bot.health import check
+
+        print("\n".join(check(settings)))
+        return 0
     from bot.app import run
 
     return run(settings)

@@ -35,6 +35,10 @@ class Settings:
     # `statement-bot eval --qa tests/qa/statement_qa.jsonl --calibrate`.
     answer_threshold: float = 0.201
     max_upload_bytes: int = 5_000_000
+    shared_index_dir: Path | None = None  # the shared corpus's index; default state_dir/indexes
+    guild_index_cache: int = 256_000_000  # bytes of servers' indexes kept loaded (LRU)
+    shard_count: int = 0  # 0: as many shards as Discord recommends, all in this process
+    shard_ids: tuple[int, ...] = ()  # the shards this process runs; () for all of them
     discord_token: str = field(default="", repr=False)  # a secret: never logged
     discord_guild_ids: tuple[int, ...] = ()
     discord_api_base: str = ""
@@ -69,10 +73,27 @@ class Settings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
+    def __post_init__(self) -> None:
+        count, ids = self.shard_count, self.shard_ids
+        if count < 0:
+            raise ConfigError(f"SHARD_COUNT={count} must be 1 or more (or unset).")
+        if ids and not count:
+            raise ConfigError("SHARD_IDS needs SHARD_COUNT: the total number of shards.")
+        if bad := [i for i in ids if not 0 <= i < count]:
+            raise ConfigError(f"SHARD_IDS {bad} are outside 0..{count - 1} (SHARD_COUNT={count}).")
+        if len(set(ids)) != len(ids):
+            raise ConfigError(f"SHARD_IDS lists a shard twice: {','.join(map(str, ids))}.")
+        if self.guild_index_cache < 0:
+            raise ConfigError("GUILD_INDEX_CACHE must be a number of bytes, 0 or more.")
+
+    def owns(self, guild_id: int) -> bool:
+        """Whether this process serves the guild: its shard, (id >> 22) % SHARD_COUNT, is ours."""
+        return not self.shard_ids or (guild_id >> 22) % self.shard_count in self.shard_ids
+
 
 def _parse(name: str, kind: str, raw: str) -> object:
     try:
-        if kind == "Path":
+        if kind in ("Path", "Path | None"):
             return Path(raw).expanduser()
         if kind == "int":
             return int(raw)

@@ -2,7 +2,10 @@
 
 Methods are synchronous and thread-safe; the Discord layer calls them with asyncio.to_thread.
 Writes (re-index, upload, removal) take one lock and swap the new index in with one assignment,
-so questions keep being answered from the previous index until the new one is published.
+so questions keep being answered from the previous index until the new one is published. The
+shared corpus may be served by several processes: one writes it at a time (a file lock), the
+others swap in what it publishes (`refresh`). A server's own data is written only by the process
+serving its shard, and its index is loaded on its first question (bot/cache.py).
 """
 
 from __future__ import annotations
@@ -17,12 +20,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from bot.answer import bm25_idf, clean_question, compose
+from bot.cache import IndexCache
 from bot.config import Settings
 from bot.db import Database, DatabaseError
 from bot.llm import Generator, OnText, Stats
 from bot.records import Answer
 from index.embedder import Embedder
-from index.errors import DocumentError, Error, IndexDamaged
+from index.errors import Busy, DocumentError, Error, IndexDamaged, IndexMismatch
 from index.indexer import Progress, Report, update
 from index.loaders import check_upload, load_bytes, safe_filename, scan
 from index.records import Hit
@@ -34,9 +38,7 @@ log = logging.getLogger(__name__)
 SHARED = "shared"
 UPLOADS = "uploads/"  # doc id prefix of a server's own documents
 
-
-class Busy(Error):
-    """Another re-index or upload is running."""
+__all__ = ["SHARED", "UPLOADS", "Busy", "Engine"]
 
 
 class Engine:
@@ -50,36 +52,116 @@ class Engine:
             embedder.model_id, embedder.dim, settings.chunk_size, settings.chunk_overlap
         )
         self.generator = Generator(settings, embedder) if settings.llm_base_url else None
-        self.indexes: dict[str, Index] = {}  # replaced whole, never mutated: readers need no lock
-        self._write = threading.Lock()
+        self.shared: Index | None = None  # replaced whole, never mutated: readers need no lock
+        self.shared_version = ""  # the name of its version folder
+        self.guilds = IndexCache(settings.guild_index_cache, self._load_guild)
+        self._write = threading.Lock()  # one write at a time in this process
+        self._swap = threading.Lock()  # orders refresh() against this process's own re-index
+        self._refused = ""  # a published shared version that failed to load, reported once
+
+    @property
+    def indexes(self) -> dict[str, Index]:
+        """The indexes in memory now: the shared one and the servers' cached ones."""
+        loaded = {str(g): ix for g, ix in self.guilds.loaded().items()}
+        return {SHARED: self.shared, **loaded} if self.shared is not None else loaded
+
+    @property
+    def shared_store(self) -> Store:
+        """Where the shared corpus's index versions are (SHARED_INDEX_DIR)."""
+        return self._store(SHARED)
 
     # -- start-up ----------------------------------------------------------------------------
 
     def open(self, progress: Progress | None = None) -> None:
-        """Load every index, building the shared one on first use and any damaged one again."""
-        indexes = {SHARED: self._load_or_build(SHARED, progress)}
-        guilds = self.settings.state_dir / "guilds"
-        for folder in sorted(guilds.iterdir()) if guilds.is_dir() else []:
-            if folder.name.isdigit() and (folder / "docs").is_dir():
-                index = self._load_or_build(folder.name, progress)
-                if len(index):  # a server whose last upload was removed has no index
-                    indexes[folder.name] = index
-        self.indexes = indexes
-
-    def _load_or_build(self, scope: str, progress: Progress | None) -> Index:
-        store = self._store(scope)
-        store.cleanup()  # leftovers of a build that crashed
-        if scope != SHARED:
-            self._finish_interrupted(int(scope))
+        """Load the shared index, building it on first use and again when damaged. A server's
+        own index loads on its first question, so start-up does not grow with their number."""
+        store = self._store(SHARED)
         try:
-            index = store.load(self.params)
+            with store.lock():
+                store.cleanup()  # leftovers of a build that crashed
+        except Busy:
+            pass  # another process is building it: its leftovers are its own
+        except OSError as err:  # a read-only copy or mount: others publish, this one follows
+            log.warning("%s is read-only here (%s)", store.folder, err.strerror)
+        seen, index = self._read_shared()
+        if index is None:
+            with store.lock(wait=True):  # one process builds it; the others wait, then load it
+                if store.current() != seen:
+                    seen, index = self._read_shared()
+                if index is None:
+                    self._update(SHARED, rebuild=True, progress=progress)
+                    return
+        self._set(SHARED, index, seen)
+
+    def _read_shared(self) -> tuple[Path | None, Index | None]:
+        """The live shared version and its index (None when there is none or it is damaged)."""
+        folder = self._store(SHARED).current()
+        try:
+            return folder, Index.load(folder, self.params) if folder else None
         except IndexDamaged as err:
             log.error("%s Rebuilding it.", err)
-            index = None
-        if index is None or (scope != SHARED and self._uploads(int(scope)) != set(index.infos)):
-            # Also after a crash between storing (or setting aside) an upload and publishing.
-            index, _ = self._update(scope, rebuild=index is None, progress=progress)
-        return index
+            return folder, None
+
+    def refresh(self) -> bool:
+        """Swap in a shared version another process published; True when one was swapped in."""
+        folder, before = self._store(SHARED).current(), self.shared_version
+        if folder is None or folder.name == before:
+            return False
+        try:
+            index = Index.load(folder, self.params)
+        except (Error, OSError) as err:  # half copied, or replaced again while it was read
+            if self._store(SHARED).current() == folder and folder.name != self._refused:
+                log.error("%s Still answering from %s.", err, before)
+                self._refused = folder.name
+            return False
+        with self._swap:
+            if self.shared_version != before:  # this process re-indexed meanwhile
+                return False
+            self.shared, self.shared_version = index, folder.name
+        log.info("answering from shared version %s (%d chunks)", folder.name, len(index))
+        return True
+
+    def _load_guild(self, guild_id: int) -> tuple[Index | None, bool]:
+        """A server's index on first use (None when it has no uploads) and whether to keep it.
+
+        Leftovers of a killed upload or removal are finished or undone and a damaged index is
+        rebuilt first; while another write runs, what is published is used and not kept.
+        """
+        self._own(guild_id)
+        if not self._docs(guild_id).is_dir():
+            return None, True
+        scope, store = str(guild_id), self._store(str(guild_id))
+        if not self._write.acquire(blocking=False):
+            try:
+                return store.load(self.params), False
+            except (IndexDamaged, IndexMismatch):
+                return None, False
+        try:
+            self._tidy(guild_id)
+            try:
+                index = store.load(self.params)
+            except (IndexDamaged, IndexMismatch) as err:
+                log.error("%s Rebuilding it.", err)
+                index = None
+            if self._uploads(guild_id) != set(index.infos if index else ()):
+                # Also after a crash between storing (or setting aside) an upload and publishing.
+                try:
+                    index, _ = self._build(scope, rebuild=index is None)
+                except (OSError, Error):  # disk full, say: answer from what there is for now
+                    log.exception("could not rebuild the index of server %s", guild_id)
+                    return index, False
+            return (index if index is not None and len(index) else None), True
+        finally:
+            self._write.release()
+
+    def _own(self, guild_id: int) -> None:
+        """Refuse to touch a server another process serves (its shard is not ours)."""
+        if not self.settings.owns(guild_id):
+            count = self.settings.shard_count
+            raise Error(
+                f"Server {guild_id} is on shard {(guild_id >> 22) % count} of {count}, which "
+                f"another process serves (this one: {','.join(map(str, self.settings.shard_ids))})."
+            )
 
     def _finish_interrupted(self, guild_id: int) -> None:
         """Undo an upload killed before it was stored; finish a removal killed once begun."""
@@ -96,9 +178,11 @@ class Engine:
 
     def _scope(self, guild_id: int | None) -> list[Index]:
         """The indexes a server's questions may draw on: shared ones and its own uploads."""
-        indexes = [self.indexes[SHARED]]
-        if guild_id is not None and str(guild_id) in self.indexes:
-            indexes.append(self.indexes[str(guild_id)])
+        if self.shared is None:
+            raise Error("The index is not loaded yet.")
+        indexes = [self.shared]
+        if guild_id is not None and (own := self.guilds.get(guild_id)) is not None:
+            indexes.append(own)
         return indexes
 
     def search(
@@ -162,10 +246,15 @@ class Engine:
     ) -> list[Report]:
         """Re-scan the shared data folder (and this server's uploads) incrementally."""
         with self._exclusive():
-            scopes = [SHARED] + ([str(guild_id)] if str(guild_id) in self.indexes else [])
+            if guild_id is not None:
+                self._own(guild_id)
             reports: list[Report] = []
-            try:
-                for scope in scopes:  # each one is published as soon as it is built
+            try:  # each scope is published as soon as it is built
+                with self._store(SHARED).lock():  # one process at a time writes the corpus
+                    reports.append(self._update(SHARED, rebuild=rebuild, progress=progress)[1])
+                if guild_id is not None and self._uploads(guild_id):
+                    self._tidy(guild_id)
+                    scope = str(guild_id)
                     reports.append(self._update(scope, rebuild=rebuild, progress=progress)[1])
             except (OSError, DatabaseError) as err:
                 if not reports:
@@ -182,10 +271,12 @@ class Engine:
         self, guild_id: int, filename: str, data: bytes, user_id: int, title: str | None = None
     ) -> Report:
         """Validate an upload completely, then store and index it for this server only."""
+        self._own(guild_id)
         name = safe_filename(filename)
         check_upload(name, data, self.settings.max_upload_bytes)
         doc = load_bytes(name, data, UPLOADS + name, title)  # raises before anything is written
         with self._exclusive():
+            self._tidy(guild_id)
             folder = self._docs(guild_id)
             path = folder / name
             if path.exists():
@@ -209,7 +300,9 @@ class Engine:
 
     def remove_document(self, guild_id: int, doc_id: str) -> Report:
         """Remove one of this server's uploads and its chunks."""
+        self._own(guild_id)
         with self._exclusive():
+            self._tidy(guild_id)
             path = self._docs(guild_id) / doc_id.removeprefix(UPLOADS)
             if not doc_id.startswith(UPLOADS) or not path.is_file():
                 raise DocumentError(f"{doc_id} is not one of this server's documents.")
@@ -233,6 +326,22 @@ class Engine:
     def _update(
         self, scope: str, rebuild: bool = False, progress: Progress | None = None
     ) -> tuple[Index, Report]:
+        """Build and publish a scope's index and answer from it (for the shared one, hold its
+        store's lock: the version published is then the one in CURRENT)."""
+        index, report = self._build(scope, rebuild, progress)
+        self._set(scope, index, self._store(scope).current() if scope == SHARED else None)
+        return index, report
+
+    def _set(self, scope: str, index: Index, version: Path | None) -> None:
+        if scope == SHARED:
+            with self._swap:
+                self.shared, self.shared_version = index, version.name if version else ""
+        else:
+            self.guilds.put(int(scope), index if len(index) else None)
+
+    def _build(
+        self, scope: str, rebuild: bool = False, progress: Progress | None = None
+    ) -> tuple[Index, Report]:
         guild = scope != SHARED
         root = self._docs(int(scope)) if guild else self.settings.data_dir
         index, report = update(
@@ -249,21 +358,25 @@ class Engine:
         )
         if guild and not len(index):  # the last upload was removed
             shutil.rmtree(self._store(scope).folder, ignore_errors=True)
-            self.indexes = {s: ix for s, ix in self.indexes.items() if s != scope}
-        else:
-            self.indexes = {**self.indexes, scope: index}
         return index, report
+
+    def _tidy(self, guild_id: int) -> None:
+        """Remove what a killed write left in this server's folders (under the write lock)."""
+        self._store(str(guild_id)).cleanup()
+        self._finish_interrupted(guild_id)
 
     @contextmanager
     def _exclusive(self) -> Iterator[None]:
         if not self._write.acquire(blocking=False):
-            raise Busy("A re-index is already running; try again when it has finished.")
+            raise Busy()
         try:
             yield
         finally:
             self._write.release()
 
     def _store(self, scope: str) -> Store:
+        if scope == SHARED and self.settings.shared_index_dir is not None:
+            return Store(self.settings.shared_index_dir)
         return Store(self.settings.state_dir / "indexes" / scope)
 
     def _docs(self, guild_id: int) -> Path:

@@ -15,3 +15,10 @@ class IndexMismatch(Error):
 
 class IndexDamaged(Error):
     """An index on disk is incomplete or fails its checksums."""
+
+
+class Busy(Error):
+    """Another re-index or upload is running, in this process or another one."""
+
+    def __init__(self) -> None:
+        super().__init__("A re-index is already running; try again when it has finished.")

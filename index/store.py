@@ -7,13 +7,14 @@ crash at any point leaves the previous version loadable.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import logging
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,7 +23,7 @@ import numpy as np
 
 from index.chunking import fold
 from index.chunks import Chunks
-from index.errors import Error, IndexDamaged, IndexMismatch
+from index.errors import Busy, Error, IndexDamaged, IndexMismatch
 from index.lexical import Lexical
 from index.records import Chunk, Document
 
@@ -222,10 +223,29 @@ def check_params(found: dict, expected: Params, where: Path | str) -> None:
 
 
 class Store:
-    """A folder of index versions, with `CURRENT` naming the live one."""
+    """A folder of index versions, with `CURRENT` naming the live one.
+
+    Readers need no lock: versions never change once written and CURRENT is replaced in one
+    rename. Writers that other processes may race (publish, cleanup of a shared corpus) hold
+    `lock()`, a file lock that holds across processes.
+    """
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+
+    @contextlib.contextmanager
+    def lock(self, wait: bool = False) -> Iterator[None]:
+        """Hold the folder's write lock (flock on LOCK); raise Busy if another holder has it."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.folder / "LOCK", os.O_RDONLY | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                raise Busy() from None
+            yield
+        finally:
+            os.close(fd)  # releases the lock, also when the process dies
 
     def current(self) -> Path | None:
         try:

@@ -4,6 +4,10 @@ It listens on 127.0.0.1 only, records every REST call, keeps the messages the bo
 can read what a user would finally see) and dispatches gateway events on the tests' behalf. Point
 the client at it with ``discord.http.Route.BASE = fake.api_base`` and
 ``discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(fake.gateway_url)``.
+
+Sharded clients (one process or several) work as on Discord: ``GET /gateway/bot`` recommends
+``shard_count`` shards, each IDENTIFY with ``shard: [i, n]`` opens its own session, and a guild's
+READY entry, GUILD_CREATE and events go only to the session of shard ``(guild_id >> 22) % n``.
 """
 
 from __future__ import annotations
@@ -189,8 +193,37 @@ class _Fault:
         return _json_response({"code": 0, "message": "injected failure"}, self.status)
 
 
+@dataclass(eq=False)
+class Session:
+    """One gateway session: a shard's (``shard`` is ``(i, n)``) or an unsharded client's."""
+
+    id: str
+    shard: tuple[int, int] | None
+    ws: web.WebSocketResponse | None
+    seq: int = 0
+    live: bool = True  # identified (READY and guilds sent) or resumed, and still connected
+
+    def serves(self, guild_id: int | None) -> bool:
+        """Whether Discord sends this guild's events here (events without a guild: shard 0)."""
+        if self.shard is None:
+            return True
+        shard, count = self.shard
+        return (0 if guild_id is None else shard_of(guild_id, count)) == shard
+
+
+def shard_of(guild_id: int, shard_count: int) -> int:
+    """The shard Discord sends a guild's events to."""
+    return (guild_id >> 22) % shard_count
+
+
+def guild_on_shard(shard: int, shard_count: int, n: int = 0) -> int:
+    """The `n`-th of a series of realistic guild ids whose events go to `shard` of `shard_count`."""
+    created = 1_400_000_000_000 + n * shard_count  # ms since the Discord epoch (2024)
+    return ((created + (shard - created) % shard_count) << 22) | 1
+
+
 class FakeDiscord:
-    """Discord's REST API and gateway on 127.0.0.1, for one discord.py client at a time."""
+    """Discord's REST API and gateway on 127.0.0.1, for one client or several sharded ones."""
 
     def __init__(
         self,
@@ -199,15 +232,21 @@ class FakeDiscord:
         application_id: int | None = None,
         heartbeat_interval_ms: int = 41_250,
         echo_bot_messages: bool = True,
+        shard_count: int = 1,
+        max_concurrency: int = 1,
     ) -> None:
-        """Set ids; ``echo_bot_messages`` dispatches MESSAGE_CREATE for the bot's own posts."""
+        """Set ids; ``echo_bot_messages`` dispatches MESSAGE_CREATE for the bot's own posts;
+        ``GET /gateway/bot`` recommends ``shard_count`` shards and allows ``max_concurrency``
+        IDENTIFYs per 5 s."""
         self.bot_user_id = bot_user_id
         self.application_id = application_id or bot_user_id
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.echo_bot_messages = echo_bot_messages
+        self.shard_count, self.max_concurrency = shard_count, max_concurrency
         self.requests: list[Recorded] = []
         self.identifies = 0
         self.resumes = 0
+        self.sessions: list[Session] = []  # every session identified, oldest first
         self.guilds: dict[int, Json] = {}  # guild payloads without channels
         self.channels: dict[str, Json] = {}  # channel (and thread) objects by id
         self.messages: dict[str, Json] = {}  # current state of every message, by id
@@ -216,11 +255,8 @@ class FakeDiscord:
         self._files: dict[str, tuple[bytes, str]] = {}  # attachment id -> (data, content type)
         self._faults: list[_Fault] = []
         self._waiters: list[tuple[Callable[[Recorded], bool], asyncio.Future[Recorded]]] = []
-        self._ws: web.WebSocketResponse | None = None
-        self._live = asyncio.Event()  # a gateway connection has identified or resumed
+        self._sockets: set[web.WebSocketResponse] = set()
         self._send_lock = asyncio.Lock()
-        self._seq = 0
-        self._session_id = ""
         self._runner: web.AppRunner | None = None
         self._port = 0
 
@@ -235,9 +271,9 @@ class FakeDiscord:
         self._port = self._runner.addresses[0][1]
 
     async def stop(self) -> None:
-        """Close the gateway connection and stop listening."""
-        if self._ws is not None:
-            await self._ws.close(code=1001)
+        """Close the gateway connections and stop listening."""
+        for ws in list(self._sockets):
+            await ws.close(code=1001)
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -486,24 +522,31 @@ class FakeDiscord:
         return msg
 
     async def drop_connection(
-        self, code: int = 4000, *, wait: bool = True, timeout: float = 10.0
+        self,
+        code: int = 4000,
+        *,
+        wait: bool = True,
+        timeout: float = 10.0,
+        guild_id: int | None = None,
     ) -> None:
-        """Close the gateway connection as Discord would; by default wait for the bot to resume
-        (or re-identify)."""
-        if self._ws is None:
+        """Close the gateway connection serving ``guild_id`` (default: shard 0's) as Discord
+        would; by default wait for the bot to resume (or re-identify)."""
+        session = self._live_session(guild_id)
+        if session is None or session.ws is None:
             raise RuntimeError("no gateway connection to drop")
-        self._live.clear()
-        await self._ws.close(code=code, message=b"dropped by the test")
+        session.live = False
+        await session.ws.close(code=code, message=b"dropped by the test")
         if wait:
-            await self.wait_connected(timeout)
+            await self.wait_connected(timeout, guild_id=guild_id)
 
-    async def wait_connected(self, timeout: float = 10.0) -> None:
-        """Wait until a gateway connection has identified or resumed."""
-        try:
-            async with asyncio.timeout(timeout):
-                await self._live.wait()
-        except TimeoutError:
-            raise TimeoutError(f"the bot did not (re)connect within {timeout}s") from None
+    async def wait_connected(self, timeout: float = 10.0, *, guild_id: int | None = None) -> None:
+        """Wait until the session serving ``guild_id`` (default: shard 0's) is live."""
+        await self._session_for(guild_id, timeout)
+
+    @property
+    def shards(self) -> list[tuple[int, int] | None]:
+        """The ``[i, n]`` of every IDENTIFY so far (None for unsharded ones), in order."""
+        return [s.shard for s in self.sessions]
 
     # -- reading what happened ---------------------------------------------------------------
 
@@ -716,51 +759,60 @@ class FakeDiscord:
         """One gateway connection: HELLO, then IDENTIFY/RESUME and heartbeats until closed."""
         ws = web.WebSocketResponse(max_msg_size=0)
         await ws.prepare(request)
-        self._ws = ws
+        self._sockets.add(ws)
+        session: Session | None = None
         await self._send(ws, {"op": 10, "d": {"heartbeat_interval": self.heartbeat_interval_ms}})
         try:
             async for msg in ws:
                 if msg.type is WSMsgType.TEXT:
-                    await self._on_gateway(ws, json.loads(msg.data))
+                    session = await self._on_gateway(ws, session, json.loads(msg.data))
         finally:
-            if self._ws is ws:
-                self._ws = None
-                self._live.clear()
+            self._sockets.discard(ws)
+            if session is not None and session.ws is ws:
+                session.ws, session.live = None, False
         return ws
 
-    async def _on_gateway(self, ws: web.WebSocketResponse, payload: Json) -> None:
-        """Answer one client opcode: heartbeat, identify or resume (others are ignored)."""
+    async def _on_gateway(
+        self, ws: web.WebSocketResponse, session: Session | None, payload: Json
+    ) -> Session | None:
+        """Answer one client opcode: heartbeat, identify or resume (others are ignored); return
+        the session this connection now carries."""
         op = payload.get("op")
         if op == 1:
             await self._send(ws, {"op": 11})
         elif op == 2:
             self.identifies += 1
-            self._session_id, self._seq = secrets.token_hex(16), 0
-            await self._send(
-                ws,
-                {
-                    "op": 0,
-                    "t": "READY",
-                    "d": {
-                        "v": 10,
-                        "user": self.bot_user,
-                        "session_id": self._session_id,
-                        "resume_gateway_url": self.gateway_url,
-                        "guilds": [{"id": str(g), "unavailable": True} for g in self.guilds],
-                        "application": {"id": str(self.application_id), "flags": 0},
-                    },
-                },
+            shard = payload["d"].get("shard")
+            session = Session(
+                secrets.token_hex(16), tuple(shard) if shard else None, ws, live=False
             )
-            for guild_id in self.guilds:
-                await self._send(ws, {"op": 0, "t": "GUILD_CREATE", "d": self._guild(guild_id)})
-            self._live.set()
+            self.sessions.append(session)
+            guilds = [g for g in self.guilds if session.serves(g)]
+            ready = {
+                "v": 10,
+                "user": self.bot_user,
+                "session_id": session.id,
+                "resume_gateway_url": self.gateway_url,
+                "guilds": [{"id": str(g), "unavailable": True} for g in guilds],
+                "application": {"id": str(self.application_id), "flags": 0},
+            }
+            if shard:
+                ready["shard"] = list(shard)
+            await self._send(ws, {"op": 0, "t": "READY", "d": ready}, session)
+            for guild_id in guilds:
+                payload = {"op": 0, "t": "GUILD_CREATE", "d": self._guild(guild_id)}
+                await self._send(ws, payload, session)
+            session.live = True  # events only once the guilds are there, as on Discord
         elif op == 6:
             self.resumes += 1
-            if payload["d"].get("session_id") != self._session_id:
+            wanted = payload["d"].get("session_id")
+            resumed = next((s for s in self.sessions if s.id == wanted), None)
+            if resumed is None:
                 await self._send(ws, {"op": 9, "d": False})  # invalid session: identify again
-                return
-            await self._send(ws, {"op": 0, "t": "RESUMED", "d": {}})
-            self._live.set()
+                return session
+            session, resumed.ws, resumed.live = resumed, ws, True
+            await self._send(ws, {"op": 0, "t": "RESUMED", "d": {}}, session)
+        return session
 
     def _guild(self, guild_id: int) -> Json:
         """The full GUILD_CREATE payload, with the bot's member, channels and threads."""
@@ -772,25 +824,45 @@ class FakeDiscord:
             "threads": [c for c in mine if c["type"] in (10, 11, 12)],
         }
 
-    async def _send(self, ws: web.WebSocketResponse, payload: Json) -> None:
-        """Send one gateway payload, numbering dispatches."""
+    async def _send(
+        self, ws: web.WebSocketResponse, payload: Json, session: Session | None = None
+    ) -> None:
+        """Send one gateway payload, numbering dispatches in their session."""
         async with self._send_lock:
-            if payload["op"] == 0:
-                self._seq += 1
-                payload["s"] = self._seq
+            if payload["op"] == 0 and session is not None:
+                session.seq += 1
+                payload["s"] = session.seq
             await ws.send_str(json.dumps(payload))
 
+    def _live_session(self, guild_id: int | None) -> Session | None:
+        """The live session Discord would send this guild's events to, if any."""
+        return next((s for s in reversed(self.sessions) if s.live and s.serves(guild_id)), None)
+
+    async def _session_for(self, guild_id: int | None, timeout: float) -> Session:
+        """The live session serving ``guild_id``, waiting up to ``timeout`` for one."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while (session := self._live_session(guild_id)) is None:
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"the bot did not (re)connect within {timeout}s")
+            await asyncio.sleep(0.01)
+        return session
+
+    @staticmethod
+    def _guild_of(data: Json) -> int | None:
+        return int(data["guild_id"]) if data.get("guild_id") else None
+
     async def _dispatch(self, event: str, data: Json, *, timeout: float = 10.0) -> None:
-        """Dispatch an event once a connection is live (waiting up to ``timeout``)."""
-        await self.wait_connected(timeout)
-        assert self._ws is not None
-        await self._send(self._ws, {"op": 0, "t": event, "d": data})
+        """Dispatch an event to its guild's session once it is live (waiting up to ``timeout``)."""
+        session = await self._session_for(self._guild_of(data), timeout)
+        assert session.ws is not None
+        await self._send(session.ws, {"op": 0, "t": event, "d": data}, session)
 
     async def _dispatch_if_live(self, event: str, data: Json) -> None:
         """Dispatch an event the bot caused, unless it is disconnected (events are not replayed)."""
-        if self._live.is_set() and self._ws is not None:
+        session = self._live_session(self._guild_of(data))
+        if session is not None and session.ws is not None:
             try:
-                await self._send(self._ws, {"op": 0, "t": event, "d": data})
+                await self._send(session.ws, {"op": 0, "t": event, "d": data}, session)
             except ConnectionError:
                 pass
 
@@ -803,6 +875,7 @@ class FakeDiscord:
         routes = [
             ("GET", "/cdn/attachments/{attachment_id}/{filename}", self._cdn),
             ("GET", api + "/users/@me", self._get_me),
+            ("GET", api + "/gateway/bot", self._get_gateway_bot),
             ("GET", api + "/oauth2/applications/@me", self._get_application),
             ("GET", api + "/applications/{app_id}/commands", self._get_commands),
             ("PUT", api + "/applications/{app_id}/commands", self._put_commands),
@@ -929,6 +1002,19 @@ class FakeDiscord:
     async def _get_me(self, call: _Call) -> Json:
         """The bot's user (login)."""
         return self.bot_user
+
+    async def _get_gateway_bot(self, call: _Call) -> Json:
+        """The recommended shard count, the gateway URL and the IDENTIFY limits."""
+        return {
+            "url": self.gateway_url,
+            "shards": self.shard_count,
+            "session_start_limit": {
+                "total": 1000,
+                "remaining": 1000 - self.identifies,
+                "reset_after": 86_400_000,
+                "max_concurrency": self.max_concurrency,
+            },
+        }
 
     async def _get_application(self, call: _Call) -> Json:
         """The bot's application (login)."""

@@ -12,7 +12,7 @@ import pytest
 from discord import app_commands
 from discord.ext import commands
 
-from tests.fake_discord import FakeDiscord, connected
+from tests.fake_discord import FakeDiscord, connected, guild_on_shard
 
 GUILD = 1_200_000_000_000_000_001
 CHANNEL = 1_200_000_000_000_000_002
@@ -224,3 +224,74 @@ async def test_rate_limited_follow_up_is_retried() -> None:
         assert (await fake.wait_answered(ix))["content"] == "pong"
         statuses = [r.status for r in fake.requests if r.token == ix.token]
         assert statuses == [200, 429, 200]
+
+
+@app_commands.command()
+async def whoami(interaction: discord.Interaction) -> None:
+    """Say which shards of how many this client runs."""
+    client = interaction.client
+    await interaction.response.send_message(f"shards {client.shard_ids} of {client.shard_count}")
+
+
+class ShardedBot(commands.AutoShardedBot):
+    """A global /whoami; SHARD_IDS-style `shard_ids`, or every shard /gateway/bot recommends."""
+
+    def __init__(self, **options) -> None:
+        super().__init__(
+            command_prefix="!unused ",
+            intents=discord.Intents.default(),
+            guild_ready_timeout=0.05,
+            **options,
+        )
+
+    async def setup_hook(self) -> None:
+        self.tree.add_command(whoami)
+        await self.tree.sync()
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        """Identify at once (discord.py waits 5 s a shard; the stand-in has no rate limit)."""
+
+
+async def test_sharded_processes_get_only_their_shards_guilds_and_events() -> None:
+    fake = FakeDiscord(shard_count=2, max_concurrency=2)
+    await fake.start()
+    guilds = {shard: [guild_on_shard(shard, 2, n) for n in range(2)] for shard in (0, 1)}
+    for shard_guilds in guilds.values():
+        for guild in shard_guilds:
+            fake.add_guild(guild)
+    try:
+        first, second = (
+            ShardedBot(shard_count=2, shard_ids=[0]),
+            ShardedBot(shard_ids=[1], shard_count=2),
+        )
+        async with connected(fake, first), connected(fake, second):
+            assert sorted(fake.shards) == [(0, 2), (1, 2)]
+            for bot, shard in ((first, 0), (second, 1)):
+                assert sorted(g.id for g in bot.guilds) == sorted(guilds[shard])
+            for shard, shard_guilds in guilds.items():
+                for guild in shard_guilds:
+                    ix = await fake.interact("whoami", guild_id=guild, user_id=USER)
+                    shown = await fake.wait_answered(ix)
+                    assert shown["content"] == f"shards [{shard}] of 2"
+                    assert len(fake.responses_for(ix)) == 1  # answered once, by its shard
+            await fake.drop_connection(guild_id=guilds[1][0])  # shard 1 resumes on its own
+            assert fake.resumes == 1 and len(fake.sessions) == 2
+    finally:
+        await fake.stop()
+
+
+async def test_unsharded_settings_run_every_shard_discord_recommends() -> None:
+    fake = FakeDiscord(shard_count=3, max_concurrency=3)
+    await fake.start()
+    guilds = [guild_on_shard(shard, 3) for shard in range(3)]
+    for guild in guilds:
+        fake.add_guild(guild)
+    try:
+        bot = ShardedBot()
+        async with connected(fake, bot):
+            assert bot.shard_count == 3 and sorted(bot.shards) == [0, 1, 2]
+            assert sorted(fake.shards) == [(0, 3), (1, 3), (2, 3)]
+            assert {g.id: g.shard_id for g in bot.guilds} == {g: s for s, g in enumerate(guilds)}
+            assert [r.path for r in fake.requests].count("/gateway/bot") == 1
+    finally:
+        await fake.stop()

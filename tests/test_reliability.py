@@ -79,9 +79,9 @@ def leftovers(state: Path) -> list[str]:
 
 
 def live_versions(store: Path) -> tuple[str, list[str]]:
-    """(CURRENT's content, every entry of the store folder but CURRENT)."""
+    """(CURRENT's content, every entry of the store folder but CURRENT and the writers' LOCK)."""
     current = (store / "CURRENT").read_text(encoding="utf-8").strip()
-    return current, sorted(p.name for p in store.iterdir() if p.name != "CURRENT")
+    return current, sorted(p.name for p in store.iterdir() if p.name not in ("CURRENT", "LOCK"))
 
 
 def synthetic_corpus(folder: Path, docs: int, paragraphs: int, seed: int = 0) -> None:
@@ -354,8 +354,9 @@ UPLOAD = "The Leyton allotment society meets on the first Monday of every month 
 def test_upload_or_removal_killed_at_any_point_is_finished_or_undone_at_start(
     tmp_path, embedder, caplog, fork_server
 ):
-    """A kill during /docs add or /docs remove: after the next start the document is either
-    fully there (file, index, answers) or fully gone, and nothing is left over."""
+    """A kill during /docs add or /docs remove: after the next start, from the server's first
+    use on, the document is either fully there (file, index, answers) or fully gone, and nothing
+    is left over."""
     data = statement_data(tmp_path)
     base = tmp_path / "base"
     engine = Engine(settings_for(data, base), embedder)
@@ -383,11 +384,12 @@ def test_upload_or_removal_killed_at_any_point_is_finished_or_undone_at_start(
         engine = Engine(settings_for(data, state), embedder)
         with caplog.at_level(logging.ERROR):
             engine.open()
+            docs = engine.documents(42)  # the server's first use: its index loads
         where = f"{op} killed at {point}"
         assert not caplog.records, where
         assert leftovers(state) == [], where
         on_disk = sorted(p.name for p in (state / "guilds" / "42" / "docs").iterdir())
-        indexed = sorted(d.doc_id for d in engine.documents(42) if d.doc_id.startswith("uploads/"))
+        indexed = sorted(d.doc_id for d in docs if d.doc_id.startswith("uploads/"))
         assert indexed == [f"uploads/{name}" for name in on_disk], where
         name = "leyton.txt" if op == "upload" else "zebra.txt"
         assert (name in on_disk) == there, where
@@ -484,9 +486,9 @@ def test_damaged_server_index_is_rebuilt_with_its_titles(tmp_path, embedder, cap
     again = Engine(settings_for(data, state), embedder)
     with caplog.at_level(logging.ERROR, logger="bot.engine"):
         again.open()
+        answer = again.ask(ZEBRA_QUESTION, guild_id=42)  # the server's index loads on first use
     assert any("fails its checksum" in r.getMessage() for r in caplog.records)
     assert live_versions(store)[0] != current
-    answer = again.ask(ZEBRA_QUESTION, guild_id=42)
     assert answer.found and answer.citations[0].chunk.title == "Zebras"
 
 
@@ -630,7 +632,7 @@ def _unchanged(
     engine: Engine, indexes: dict, before: dict[str, bytes], db: dict, ask: bool = True
 ) -> None:
     state = engine.settings.state_dir
-    assert engine.indexes is indexes, "the live indexes must not be replaced"
+    assert engine.indexes == indexes, "the live indexes must not be replaced"
     assert files(state) == before, "no file may be added, changed or left behind"
     assert leftovers(state) == []
     assert rows(state / "bot.sqlite3") == db
@@ -718,6 +720,8 @@ def _consistent(engine: Engine, caplog) -> None:
     fresh = Engine(engine.settings, engine.embedder)
     with caplog.at_level(logging.WARNING):
         fresh.open()
+        for scope in engine.indexes.keys() - {SHARED}:
+            fresh.documents(int(scope))  # servers' indexes load on first use
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert {s: ix.infos for s, ix in fresh.indexes.items()} == {
         s: ix.infos for s, ix in engine.indexes.items()
@@ -997,7 +1001,7 @@ def test_hostile_uploads_are_refused_and_change_nothing(uploaded):
         assert re.search(pattern, message), f"{label}: {message}"
         assert "\n" not in message and "\x00" not in message and len(message) < 300, label
         assert "Traceback" not in message and str(state) not in message, label
-        assert engine.indexes is indexes and engine.indexes == saved, label
+        assert engine.indexes == indexes == saved, label
         assert files(state) == before, label
         assert rows(state / "bot.sqlite3") == db, label
     assert leftovers(state) == []

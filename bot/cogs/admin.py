@@ -48,7 +48,7 @@ class Admin(commands.Cog):
     @docs.command(name="list")
     async def docs_list(self, interaction: discord.Interaction) -> None:
         """List the documents answers here can quote."""
-        docs = self.engine.documents(interaction.guild_id)
+        docs = await asyncio.to_thread(self.engine.documents, interaction.guild_id)
         rows = [(d.doc_id, d.title, d.chunks, d.indexed_at) for d in docs]
         await reply(interaction, render_documents(rows))
 
@@ -107,7 +107,7 @@ class Admin(commands.Cog):
     async def _documents(self, interaction: discord.Interaction, current: str):
         return [
             app_commands.Choice(name=shorten(f"{d.title} ({d.doc_id})", 100), value=d.doc_id)
-            for d in self.engine.documents(interaction.guild_id)
+            for d in await asyncio.to_thread(self.engine.documents, interaction.guild_id)
             if d.doc_id.startswith(UPLOADS) and current.lower() in (d.doc_id + d.title).lower()
         ][:25]
 

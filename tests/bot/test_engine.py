@@ -1,11 +1,14 @@
 """The shipped statement end to end through the engine: real model, FAISS, files, SQLite."""
 
+import errno
 import json
+import os
+import shutil
 
 import pytest
 
 from bot.engine import Busy
-from index.errors import DocumentError
+from index.errors import DocumentError, Error
 from tests.conftest import STATEMENT
 
 TEXT = STATEMENT.read_text(encoding="utf-8")
@@ -106,3 +109,100 @@ def test_dense_ranking_counts_the_best_sentence(engine):
             (h.dense_score for h in hits), reverse=True
         )
     assert reordered
+
+
+# -- many servers, several processes -------------------------------------------------------------
+
+QUORUM = b"# Notes\n\nThe quorum of the harbour board is twelve members."
+
+
+def test_start_up_loads_no_server_index_until_its_first_question(make_engine):
+    engine = make_engine()
+    for guild in (7, 8, 9):
+        engine.add_document(guild, "notes.md", QUORUM, user_id=1)
+    again = make_engine()
+    assert list(again.indexes) == ["shared"] and again.guilds.loads == 0
+    assert again.ask("What is the quorum?", guild_id=8).found
+    assert sorted(again.indexes) == ["8", "shared"] and again.guilds.loads == 1
+    again.ask("What is the quorum of the board?", guild_id=8)
+    assert again.guilds.loads == 1 and again.guilds.hits >= 1
+    assert not again.ask("What is the quorum?", guild_id=10).found  # no uploads: shared only
+
+
+def test_a_process_never_touches_a_server_on_another_shard(make_engine):
+    ours, theirs = (5 << 22) | 1, (4 << 22) | 1  # shards 1 and 0 of 2
+    engine = make_engine(shard_count=2, shard_ids=(1,))
+    engine.add_document(ours, "notes.md", QUORUM, user_id=1)
+    guilds = engine.settings.state_dir / "guilds"
+    for write in (
+        lambda: engine.add_document(theirs, "notes.md", QUORUM, user_id=1),
+        lambda: engine.remove_document(theirs, "uploads/notes.md"),
+        lambda: engine.reindex(theirs),
+        lambda: engine.ask("What is the quorum?", guild_id=theirs),
+    ):
+        with pytest.raises(Error, match=r"is on shard 0 of 2, which another process serves"):
+            write()
+    assert sorted(p.name for p in guilds.iterdir()) == [str(ours)]
+    assert engine.ask("What is the quorum?", guild_id=ours).found
+
+
+def test_a_shared_reindex_elsewhere_is_swapped_in_without_a_restart(make_engine):
+    writer, follower = make_engine(), make_engine()
+    assert not follower.refresh()  # nothing new
+    (writer.settings.data_dir / "harbour.txt").write_text(
+        "The Walthamstow harbour board meets every Thursday at dawn.", encoding="utf-8"
+    )
+    question = "When does the harbour board meet?"
+    assert not follower.ask(question).found
+    writer.reindex()
+    assert follower.shared_version != writer.shared_version
+    assert follower.refresh() and not follower.refresh()
+    assert follower.shared_version == writer.shared_version
+    assert follower.ask(question).citations[0].chunk.doc_id == "harbour.txt"
+
+
+def test_one_process_at_a_time_writes_the_shared_corpus(make_engine):
+    engine = make_engine()
+    with engine.shared_store.lock():  # as another process re-indexing holds it
+        with pytest.raises(Busy, match="already running"):
+            engine.reindex()
+        with pytest.raises(Busy):
+            make_engine().shared_store.lock().__enter__()
+    assert engine.reindex()[0].documents == 1  # free again
+
+
+def test_a_half_copied_shared_version_is_not_swapped_in(make_engine, caplog):
+    engine = make_engine()
+    store = engine.shared_store.folder
+    copy = store / "v9"  # as `rsync` of a new version, before its manifest arrives
+    shutil.copytree(store / engine.shared_version, copy)
+    (copy / "manifest.json").unlink()
+    (store / "CURRENT").write_text("v9", encoding="utf-8")
+    before = engine.shared
+    assert not engine.refresh() and not engine.refresh()
+    assert engine.shared is before and engine.ask("Who is Kate Dove?").found
+    assert [r.levelname for r in caplog.records if "Still answering" in r.message] == ["ERROR"]
+
+
+def test_a_read_only_shared_index_is_followed_not_written(make_engine, monkeypatch, caplog):
+    """A copy or mount of the corpus's index that this machine cannot write (EROFS)."""
+    import index.store
+
+    writer = make_engine()
+    real_open = os.open
+
+    def read_only(path, flags, *args):
+        if str(path).endswith("LOCK") and flags & os.O_CREAT:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(index.store.os, "open", read_only)
+    follower = make_engine()
+    assert any("is read-only here" in r.message for r in caplog.records)
+    with pytest.raises(Error, match=r"Could not save the new index \(Read-only file system\)"):
+        follower.reindex()
+    monkeypatch.setattr(index.store.os, "open", real_open)
+    (writer.settings.data_dir / "harbour.txt").write_text("The harbour board meets on Thursdays.")
+    writer.reindex()
+    monkeypatch.setattr(index.store.os, "open", read_only)
+    assert follower.refresh() and follower.shared_version == writer.shared_version
