@@ -17,9 +17,10 @@ class Citation:
     start: int
     end: int
     score: float
+    url: str | None = None  # for a document from the web: opens the page on this quote
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "n": self.n,
             "doc_id": self.chunk.doc_id,
             "title": self.chunk.title,
@@ -29,6 +30,9 @@ class Citation:
             "end": self.end,
             "score": round(self.score, 4),
         }
+        if self.url:
+            out["url"] = self.url
+        return out
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ FIELD_NAME_LIMIT = 256
 FIELD_VALUE_LIMIT = 1024
 EMBED_TOTAL_LIMIT = 6000
 MAX_FIELDS = 25
+MAX_LINK = 500  # characters of a source link shown in Discord (longer ones are left out)
 ELLIPSIS = "…"
 _SEGMENT = re.compile(r"(.*?\[\d+\])", re.S)  # text up to and including a citation marker
 
@@ -74,10 +75,20 @@ def render_answer(answer: Answer) -> Rendered:
     used = len(embed.title)
     citations = answer.citations[:MAX_FIELDS]
     for i, c in enumerate(citations):
-        name = shorten(f"[{c.n}] {c.chunk.title} · {c.chunk.location}", FIELD_NAME_LIMIT)
-        share = (EMBED_TOTAL_LIMIT - used) // (len(citations) - i) - len(name)
-        value = "> " + escape(shorten(c.quote, min(FIELD_VALUE_LIMIT, share) - 20)).replace(
-            "\n", "\n> "
+        # A field's name cannot hold a link, so a linked source's title heads its value instead.
+        linked = c.url is not None and len(c.url) <= MAX_LINK
+        name = shorten(
+            f"[{c.n}] " + ("" if linked else f"{c.chunk.title} · ") + c.chunk.location,
+            FIELD_NAME_LIMIT,
+        )
+        url = (c.url or "").replace("(", "%28").replace(")", "%29")
+        text = escape(shorten(c.chunk.title, 100)).replace("]", "\\]")
+        link = f"[{text}]({url})\n" if linked else ""
+        share = (EMBED_TOTAL_LIMIT - used) // (len(citations) - i) - len(name) - len(link)
+        value = (
+            link
+            + "> "
+            + escape(shorten(c.quote, min(FIELD_VALUE_LIMIT, share) - 20)).replace("\n", "\n> ")
         )
         value = value[:FIELD_VALUE_LIMIT]
         embed.add_field(name=name, value=value, inline=False)
@@ -86,13 +97,14 @@ def render_answer(answer: Answer) -> Rendered:
     return Rendered(content, embed)
 
 
-def render_documents(docs: list[tuple[str, str, int, str]]) -> str:
-    """(doc id, title, chunks, indexed at) rows as a short list within one message."""
+def render_documents(docs: list[tuple[str, str, int, str, str]]) -> str:
+    """(doc id, title, chunks, indexed at, note) rows as a short list within one message."""
     if not docs:
         return "No documents are indexed yet."
     lines = [
         f"• **{escape(shorten(title, 80))}** ({code(doc_id)}): {chunks} chunks, indexed {when[:10]}"
-        for doc_id, title, chunks, when in docs
+        + (f"; {note}" if note else "")
+        for doc_id, title, chunks, when, note in docs
     ]
     out, total = [], 0
     for line in lines:
