@@ -219,6 +219,8 @@ def _add(args, settings: Settings) -> int:
 
 
 def _index(args, settings: Settings) -> int:
+    from bot.web import FETCHED
+
     started = time.perf_counter()
     engine = _engine(settings, load=False)
     bar = _Bar()
@@ -232,7 +234,7 @@ def _index(args, settings: Settings) -> int:
     for doc_id, reason in report.skipped:
         print(f"skipped {doc_id}: {reason}")
     for doc_id, outcome in report.fetched:
-        print(f"fetched {doc_id}: {outcome}")
+        print(f"{'fetched' if outcome in FETCHED else 'not refreshed'} {doc_id}: {outcome}")
     return 0
 
 

@@ -235,15 +235,12 @@ class Engine:
         self, guild_id: int, url: str, user_id: int, title: str | None = None
     ) -> tuple[Report, Document]:
         """Fetch a web page (or PDF, text, DOCX file) and index it for this server only."""
+        folder = self._docs(guild_id)
+        _not_added(folder, url)  # before any traffic
         page = self.fetch(url)  # network, before the lock; raises a clear FetchError
         doc = pages.load_page(page, UPLOADS, title)  # raises before anything is written
-        folder = self._docs(guild_id)
         with self._exclusive():
-            if (same := pages.stored(folder).get(url)) is not None:
-                raise DocumentError(
-                    f"{url} is already indexed here as {UPLOADS}{same.name}; "
-                    "/reindex fetches it again."
-                )
+            _not_added(folder, url)  # again: another admin may have added it meanwhile
             path = web.free_name(folder, page, url)
             meta = pages.WebMeta.of(page, title)
             write = functools.partial(pages.store, path, page, meta)
@@ -367,6 +364,13 @@ class Engine:
 
     def _docs(self, guild_id: int) -> Path:
         return self.settings.state_dir / "guilds" / str(guild_id) / "docs"
+
+
+def _not_added(folder: Path, url: str) -> None:
+    if (same := pages.stored(folder).get(url)) is not None:
+        raise DocumentError(
+            f"{url} is already indexed here as {UPLOADS}{same.name}; /reindex fetches it again."
+        )
 
 
 def _clean(folder: Path) -> None:

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 SOURCES = "sources.txt"  # in the data folder: the shared corpus's web pages, one URL a line
 FETCHERS = 4  # pages fetched side by side during a re-index
+FETCHED = ("unchanged", "changed", "added")  # outcomes of re-fetching a page; else its error
 Fetch = Callable[..., Page | None]  # index.fetch.fetch with the engine's limits bound
 
 
@@ -82,7 +83,7 @@ def _refresh_one(
 ) -> tuple[str, str]:
     meta = read_meta(body) if body else None
     title = title if title is not None or meta is None else meta.title
-    shown = prefix + (body.name if body else url)
+    shown = prefix + body.name if body else url
     try:
         page = fetch(url, etag=meta and meta.etag, last_modified=meta and meta.last_modified)
         now = datetime.now(UTC).isoformat(timespec="seconds")

@@ -197,8 +197,9 @@ def _get(
         raise
     except (OSError, http.client.HTTPException) as err:
         if expired.is_set() or isinstance(err, TimeoutError):
-            stage = "accept the connection" if conn.sock is None else "answer completely"
-            limit = connect_timeout if conn.sock is None else timeout
+            connected = getattr(conn, "raw", None) is not None
+            stage = "answer completely" if connected else "accept the connection"
+            limit = timeout if connected else connect_timeout
             raise FetchError(f"{_shown(url)} did not {stage} within {limit:g} s.") from err
         if isinstance(err, ssl.SSLError):
             raise FetchError(f"{_shown(url)} failed the secure (TLS) connection: {err}.") from err
@@ -224,6 +225,7 @@ def _connection(
     def pinned(_address, _timeout, source_address=None):  # replaces http.client's own lookup
         sock = socket.create_connection((address, port), connect_timeout, source_address)
         sock.settimeout(max(0.01, deadline - time.monotonic()))  # reads: what is left of it
+        conn.raw = sock  # kept: http.client lets go of it once a response is read to the close
         return sock
 
     conn._create_connection = pinned
@@ -233,7 +235,7 @@ def _connection(
 def _cut(conn: http.client.HTTPConnection, expired: threading.Event) -> None:
     """Unblock a read in progress on `conn` (shutdown wakes a blocked recv; close may not)."""
     expired.set()
-    sock = conn.sock
+    sock = getattr(conn, "raw", None)
     if sock is not None:
         try:
             sock.shutdown(socket.SHUT_RDWR)

@@ -16,7 +16,7 @@ import unicodedata
 from bisect import bisect_right
 from dataclasses import dataclass
 from functools import lru_cache
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from index.records import Document
 
@@ -46,6 +46,14 @@ class Directive:
         if self.suffix:
             terms.append("-" + _encode(self.suffix))
         return "text=" + ",".join(terms)
+
+    @classmethod
+    def parse(cls, value: str) -> Directive:
+        """A directive from what follows `text=`, as a browser reads it."""
+        terms = value.split(",")
+        prefix = unquote(terms.pop(0)[:-1]) if terms[0].endswith("-") else None
+        suffix = unquote(terms.pop()[1:]) if len(terms) > 1 and terms[-1].startswith("-") else None
+        return cls(unquote(terms[0]), unquote(terms[1]) if len(terms) > 1 else None, prefix, suffix)
 
 
 def quote_url(doc: Document, start: int, end: int) -> str | None:

@@ -86,7 +86,11 @@ class WebServer:
     def _answer(self, h: http.server.BaseHTTPRequestHandler) -> None:
         parts = urlsplit(h.path)
         if parts.path in self.routes:
-            return self._send(h, self.routes[parts.path])
+            reply = self.routes[parts.path]
+            etag = reply.headers.get("ETag")
+            if etag and h.headers.get("If-None-Match") == etag:
+                return self._send(h, Reply(304, b"", {"ETag": etag}))
+            return self._send(h, reply)
         if parts.path.startswith("/fixture/"):
             body = fixture(parts.path.removeprefix("/fixture/"))
             if self.inject:

@@ -14,14 +14,13 @@ from discord.ext import commands
 from bot.app import reply
 from bot.engine import UPLOADS, Engine
 from bot.render import code, escape, render_documents, shorten
-from bot.web import shown_url
+from bot.web import FETCHED, shown_url
 from index.errors import DocumentError
 from index.fetch import check_url
 from index.indexer import Report
 from index.loaders import safe_filename
 
 log = logging.getLogger(__name__)
-FETCHED = ("unchanged", "changed", "added")  # outcomes of re-fetching a web page; else an error
 PROGRESS_EVERY = 1.5  # seconds between progress edits, well inside Discord's rate limits
 
 admin_only = app_commands.checks.has_permissions(manage_guild=True)  # checked by the bot too

@@ -16,6 +16,7 @@ def test_terms_are_percent_encoded_with_the_syntax_characters() -> None:
         "text=pre%2Dfix-,x%2C%20y%20%26%20z%20%E2%80%93%20%E2%80%9Cq%E2%80%9D,end%2Dpoint,-a%2Cb"
     )
     assert Directive("tab\tand  spaces").encode() == "text=tab%20and%20spaces"
+    assert Directive.parse(d.encode().removeprefix("text=")) == d
 
 
 def test_terms_match_only_within_one_block() -> None:
