@@ -9,7 +9,10 @@ from index.records import Chunk
 
 @dataclass(frozen=True)
 class Citation:
-    """A numbered source: `quote` is exactly the document text between `start` and `end`."""
+    """A numbered source: `quote` is exactly the document text between `start` and `end`.
+
+    `url`, when the document has an address, links to the passage (shown by the Discord layer).
+    """
 
     n: int
     chunk: Chunk
@@ -17,7 +20,7 @@ class Citation:
     start: int
     end: int
     score: float
-    url: str | None = None  # for a document from the web: opens the page on this quote
+    url: str | None = None
 
     def to_dict(self) -> dict:
         out = {

@@ -65,15 +65,16 @@ def refresh(
     its previous copy; its outcome says why.
     """
     have = stored(folder)
-    jobs = dict.fromkeys(have, None) if wanted is None else dict(wanted)
+    if wanted is None:  # each page keeps the title it was added with
+        wanted = {url: meta.title for url, body in have.items() if (meta := meta_of(body))}
     for url, body in have.items():
-        if url not in jobs:
+        if url not in wanted:
             discard(body)
             log.info("removed %s: no longer in %s", body.name, SOURCES)
     with ThreadPoolExecutor(FETCHERS) as pool:
         futures = [
             pool.submit(_refresh_one, folder, prefix, fetch, url, have.get(url), title)
-            for url, title in jobs.items()
+            for url, title in wanted.items()
         ]
         return [f.result() for f in futures]
 
@@ -81,15 +82,15 @@ def refresh(
 def _refresh_one(
     folder: Path, prefix: str, fetch: Fetch, url: str, body: Path | None, title: str | None
 ) -> tuple[str, str]:
-    meta = read_meta(body) if body else None
-    title = title if title is not None or meta is None else meta.title
     shown = prefix + body.name if body else url
     try:
+        meta = read_meta(body) if body else None
         page = fetch(url, etag=meta and meta.etag, last_modified=meta and meta.last_modified)
-        now = datetime.now(UTC).isoformat(timespec="seconds")
-        if page is None or (body and page.data == body.read_bytes() and page.kind == meta.kind):
-            fresh = page and WebMeta.of(page, title)
-            write_meta(body, dataclasses.replace(fresh or meta, fetched_at=now, title=title))
+        if page is None or (meta and (page.data, page.kind) == (body.read_bytes(), meta.kind)):
+            # 304 Not Modified, or the same bytes: only the record of the fetch changes
+            fresh = meta if page is None else WebMeta.of(page, title)
+            now = datetime.now(UTC).isoformat(timespec="seconds")
+            write_meta(body, dataclasses.replace(fresh, fetched_at=now, title=title))
             return shown, "unchanged"
         target = body if body and body.suffix == page.kind else free_name(folder, page, url)
         load_page(page, prefix + target.name, title)  # refuses a page with no usable text

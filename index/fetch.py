@@ -202,7 +202,8 @@ def _get(
             limit = timeout if connected else connect_timeout
             raise FetchError(f"{_shown(url)} did not {stage} within {limit:g} s.") from err
         if isinstance(err, ssl.SSLError):
-            raise FetchError(f"{_shown(url)} failed the secure (TLS) connection: {err}.") from err
+            why = getattr(err, "verify_message", None) or err.reason or "handshake failed"
+            raise FetchError(f"{_shown(url)} failed the secure (TLS) connection ({why}).") from err
         if isinstance(err, ConnectionRefusedError):
             raise FetchError(f"{_shown(url)} refused the connection.") from err
         raise FetchError(f"{_shown(url)} could not be fetched ({_reason(err)}).") from err

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from index.errors import DocumentError
 from index.fetch import Page
 from index.loaders import MAX_TITLE, load_bytes
 from index.records import Document
+
+log = logging.getLogger(__name__)
 
 SIDECAR = ".web.json"
 MAX_NAME = 80  # characters of a stored page's name, before its extension
@@ -115,9 +118,13 @@ def extract(html: str, url: str | None = None) -> tuple[str, str | None, str | N
 
     found = None
     for recall in (False, True):  # a short statement may need the recall-oriented pass
-        found = trafilatura.bare_extraction(
-            html, url=url, with_metadata=True, include_comments=False, favor_recall=recall
-        )
+        try:
+            found = trafilatura.bare_extraction(
+                html, url=url, with_metadata=True, include_comments=False, favor_recall=recall
+            )
+        except Exception:  # lxml and trafilatura raise many types on broken markup
+            log.debug("trafilatura failed on %s", url, exc_info=True)
+            found = None
         if found is not None and found.body is not None and len(found.body):
             break
     if found is None or found.body is None:
@@ -132,7 +139,8 @@ def visible_text(html: str) -> str:
 
     try:
         root = lxml.html.document_fromstring(html)
-    except (ValueError, Exception):  # lxml raises ParserError and others on garbage
+    except Exception:  # lxml raises ParserError and others on garbage
+        log.debug("lxml could not parse a page", exc_info=True)
         return ""
     lines: list[str] = []
     current: list[str] = []
@@ -203,8 +211,11 @@ def stored(folder: Path) -> dict[str, Path]:
     out = {}
     for side in sorted(folder.glob("*" + SIDECAR)) if folder.is_dir() else []:
         body = side.with_name(side.name.removesuffix(SIDECAR))
-        if body.is_file() and (meta := read_meta(body)):
-            out[meta.url] = body
+        try:
+            if body.is_file() and (meta := read_meta(body)):
+                out[meta.url] = body
+        except DocumentError as err:  # indexed as a plain file until it is added again
+            log.warning("%s", err)
     return out
 
 

@@ -17,6 +17,7 @@ import gzip
 import hashlib
 import http.server
 import re
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -46,7 +47,7 @@ def fixture(name: str) -> bytes:
 class WebServer:
     """Serves `routes` ({path: Reply}) and the built-in routes; records every request."""
 
-    def __init__(self, inject: str = "") -> None:
+    def __init__(self, inject: str = "", tls: ssl.SSLContext | None = None) -> None:
         self.routes: dict[str, Reply] = {}
         self.requests: list[tuple[str, dict[str, str]]] = []  # (path, headers)
         self.inject = inject  # added after <head> of fixture pages (e.g. a style for the browser)
@@ -66,7 +67,10 @@ class WebServer:
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
-        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        if tls is not None:
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
+        self.port = self.httpd.server_address[1]
+        self.base = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
 
     def __enter__(self) -> WebServer:
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import socket
+import ssl
+import subprocess
 import time
 
 import pytest
@@ -262,3 +264,29 @@ def test_the_type_comes_from_the_bytes_when_the_server_is_vague(web, path, kind)
 def test_a_gzipped_answer_is_decompressed(web) -> None:
     page = fetch(web.url("/gzipped"), max_bytes=LIMIT, allow_loopback=True)
     assert page.data == b"Zorblat herons nest in April." and page.kind == ".txt"
+
+
+def test_tls_is_checked_against_the_host_name_while_connecting_to_the_vetted_address(
+    tmp_path, monkeypatch
+) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=tls.example",
+         "-addext", "subjectAltName=DNS:tls.example"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+
+    def to_loopback(host, port, **kwargs):
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+
+    with WebServer(tls=context) as web:
+        url = f"https://tls.example:{web.port}/fixture/tricky-statement"
+        options = {"allow_loopback": True, "resolve": to_loopback}
+        assert "failed the secure (TLS) connection" in refused(url, **options)  # not trusted
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # now it is
+        assert fetch(url, max_bytes=LIMIT, **options).data == fixture("tricky-statement")
+        wrong_name = refused(web.url("/fixture/tricky-statement"), allow_loopback=True)
+        assert "failed the secure (TLS) connection" in wrong_name  # 127.0.0.1 is not its name
