@@ -28,10 +28,13 @@ from pathlib import Path
 import aiohttp
 
 CHROMIUM = Path("/usr/bin/chromium")
-# The highlight in magenta; and no sticky headers, which would cover it in the screenshot.
-TARGET_STYLE = (
-    "<style>::target-text{background-color:#ff00ff!important}*{position:static!important}</style>"
-)
+TARGET_RULE = "::target-text{background-color:#ff00ff!important}"
+# Served with each page: the highlight in magenta, and every element in the flow, so that sticky
+# bars and overlays (the saved pages lack most of their sites' CSS) cannot cover the text.
+TARGET_STYLE = f"<style>{TARGET_RULE}*{{position:static!important}}</style>"
+# Added once loaded, for pages a server cannot change (plain text): the highlight in magenta.
+_PREPARE = f"""document.head.appendChild(document.createElement('style')).textContent =
+  '{TARGET_RULE}';"""
 WIDTH, HEIGHT = 1000, 1200
 FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -183,20 +186,25 @@ class Chromium:
             raise RuntimeError(f"{method}: {reply['error']}")
         return reply.get("result", {})
 
-    async def open(self, url: str, settle: float = 0.4) -> Seen:
+    async def open(self, url: str) -> Seen:
         """Navigate to `url` as a user would, wait for the load, and read the highlight."""
         await self._load("about:blank")  # so the page loads anew, not as a same-page jump
         await self._load(url)
-        await asyncio.sleep(settle)  # the fragment is searched for and scrolled to after load
-        shot = await self.call("Page.captureScreenshot", session=True, format="png")
-        result = await self.call(
-            "Runtime.evaluate",
-            session=True,
-            expression=f"({_WORDS})({json.dumps(shot['data'])})",
-            awaitPromise=True,
-            returnByValue=True,
-        )
-        seen = json.loads(result["result"]["value"])
+        await self.call("Runtime.evaluate", session=True, expression=_PREPARE)
+        for _ in range(20):  # the fragment is searched for and scrolled to after the load
+            at = await self._scroll_y()
+            await asyncio.sleep(0.2)
+            shot = await self.call("Page.captureScreenshot", session=True, format="png")
+            result = await self.call(
+                "Runtime.evaluate",
+                session=True,
+                expression=f"({_WORDS})({json.dumps(shot['data'])})",
+                awaitPromise=True,
+                returnByValue=True,
+            )
+            seen = json.loads(result["result"]["value"])
+            if seen["scrollY"] == at:  # the screenshot and the boxes agree on where the page is
+                break
         chars = "".join(c for c, _ in seen["chars"])
         marked = [i for i, (_, share) in enumerate(seen["chars"]) if share > 0.3]
         return Seen(chars, marked, seen["scrollY"])

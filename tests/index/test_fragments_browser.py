@@ -4,7 +4,8 @@ scroll to and highlight exactly the quoted passage (tests/chromium.py says how i
 Each page is fetched from a local server with index.fetch, extracted with index.pages, and each
 link built with index.fragments.quote_url: the path a citation takes. Quotes come from the saved
 real-world pages (one each) and from a statement written to be hard: commas, dashes, curly
-quotes, no-break spaces, `&`, a pull quote that repeats a sentence, and repeated phrases.
+quotes, no-break spaces, `&`, a pull quote that repeats a sentence, and repeated phrases; and
+the same words as a plain-text file wrapped at 60 columns (quotes across line breaks).
 
 `python bench/fragments.py` prints the same check link by link (`--all`: every sentence).
 """
@@ -20,9 +21,19 @@ from index.fragments import CONTEXT_CHARS, _fold, locate, quote_url
 from index.pages import load_page
 from index.records import Document
 from tests.chromium import TARGET_STYLE, Chromium
-from tests.web_server import FIXTURES, WebServer, fixture
+from tests.web_server import FIXTURES, Reply, WebServer, fixture
 
 TRICKY = "tricky-statement"
+PLAIN = "plain-text"  # the same statement's words as a text file, wrapped at 60 columns
+PLAIN_TEXT = (
+    "Quenville Tenants' Union: statement on the riverside estate\n\n"
+    "The council has broken its promise to 412 families, and we\n"
+    "will hold it to account. Homes, not profits - that is what\n"
+    "we were promised in 2019, and that is what we demand today.\n\n"
+    "We will not be moved. We will not be moved by consultants,\n"
+    "by press releases or by promises that expire the week after\n"
+    "an election. We will not be moved, and we will be heard.\n"
+)
 REAL = sorted(p.name.removesuffix(".html.gz") for p in FIXTURES.glob("*.html.gz"))
 HARD = re.compile(r"[,“”‘’—–&\-]|\d \w")  # "35 per cent": no-break spaces on the page
 # Phrases the page repeats (in the header, a pull quote, the text): every occurrence is checked.
@@ -48,6 +59,8 @@ def quotes(doc: Document, every: bool) -> list[tuple[int, int]]:
     spans = [s for a, b in paragraphs(doc.text) for s in sentences(doc.text, a, b)]
     if every:
         return spans
+    if doc.doc_id == PLAIN:
+        return spans
     if doc.doc_id != TRICKY:
         return [max(spans[1:-1] or spans, key=lambda s: s[1] - s[0])]  # the longest, mid-page
     hard = [s for s in spans if HARD.search(doc.text[s[0] : s[1]])]
@@ -57,7 +70,8 @@ def quotes(doc: Document, every: bool) -> list[tuple[int, int]]:
 
 
 def load(web: WebServer, name: str) -> Document:
-    page = fetch(web.url(f"/fixture/{name}"), max_bytes=5_000_000, allow_loopback=True)
+    path = "/statement.txt" if name == PLAIN else f"/fixture/{name}"
+    page = fetch(web.url(path), max_bytes=5_000_000, allow_loopback=True)
     return load_page(page, name)
 
 
@@ -80,8 +94,11 @@ def exact(doc: Document, start: int, end: int, seen) -> bool:
 async def check(every: bool = False) -> list[Result]:
     results = []
     with WebServer(inject=TARGET_STYLE) as web:
+        web.routes["/statement.txt"] = Reply(
+            200, PLAIN_TEXT.encode(), {"Content-Type": "text/plain; charset=utf-8"}
+        )
         async with Chromium() as browser:
-            for name in [TRICKY, *REAL]:
+            for name in [TRICKY, PLAIN, *REAL]:
                 doc = load(web, name)
                 for start, end in quotes(doc, every):
                     url = quote_url(doc, start, end)
@@ -94,7 +111,7 @@ async def check(every: bool = False) -> list[Result]:
 async def test_citation_links_open_on_the_exact_passage_in_chromium() -> None:
     results = await check()
     assert len(results) >= 20 and sum(r.page == TRICKY for r in results) >= 10
-    assert {r.page for r in results} == {TRICKY, *REAL}
+    assert {r.page for r in results} == {TRICKY, PLAIN, *REAL}
     failed = [(r.page, r.quote, r.url, r.highlighted) for r in results if not r.ok]
     assert not failed, failed
     hard = [r.quote for r in results if r.page == TRICKY]
