@@ -76,6 +76,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--questions", type=Path, help='JSONL of {"id", "text"}: one answer each')
     p.set_defaults(run=_ask)
 
+    p = sub.add_parser("add", parents=[common], help="add a web page to the shared documents")
+    p.add_argument("url", help="the page's link (http or https); kept in DATA/sources.txt")
+    p.add_argument("--title", help="title to show instead of the page's own")
+    p.set_defaults(run=_add)
+
     p = sub.add_parser("index", parents=[common], help="(re)index the data folder incrementally")
     p.add_argument("--rebuild", action="store_true", help="re-embed everything from scratch")
     p.set_defaults(run=_index)
@@ -222,6 +227,8 @@ def _ask(args, settings: Settings) -> int:
         print(f"\n[{c.n}] {c.chunk.title} — {_where(c.chunk, c.start, c.end)}")
         if c.quote not in answer.text:
             print(f"    > {c.quote}")
+        if c.url:
+            print(f"    {c.url}")
     return 0 if answer.found else 1
 
 
@@ -236,7 +243,18 @@ async def _ask_all(engine, path: Path) -> None:
         print(json.dumps(out, ensure_ascii=False), flush=True)
 
 
+def _add(args, settings: Settings) -> int:
+    report, doc = _engine(settings).add_source(args.url, args.title)
+    about = ", ".join(x for x in (doc.author, doc.published and f"dated {doc.published}") if x)
+    print(f"added {doc.doc_id}: “{doc.title}”" + (f" ({about})" if about else ""))
+    print(f"  from {doc.url}, listed in {settings.data_dir / 'sources.txt'}")
+    print(f"  {report.embedded} chunks embedded in {report.seconds:.2f} s")
+    return 0
+
+
 def _index(args, settings: Settings) -> int:
+    from bot.web import FETCHED
+
     started = time.perf_counter()
     engine = _engine(settings, load=False)
     bar = _Bar()
@@ -249,6 +267,8 @@ def _index(args, settings: Settings) -> int:
     )
     for doc_id, reason in report.skipped:
         print(f"skipped {doc_id}: {reason}")
+    for doc_id, outcome in report.fetched:
+        print(f"{'fetched' if outcome in FETCHED else 'not refreshed'} {doc_id}: {outcome}")
     return 0
 
 

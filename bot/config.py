@@ -34,7 +34,10 @@ class Settings:
     # Calibrated on the QA set's calibrate split:
     # `statement-bot eval --qa tests/qa/statement_qa.jsonl --calibrate`.
     answer_threshold: float = 0.201
-    max_upload_bytes: int = 5_000_000
+    max_upload_bytes: int = 5_000_000  # also the largest page fetched from the web
+    fetch_timeout: float = 20.0  # seconds for a whole fetch, redirects included
+    fetch_connect_timeout: float = 5.0
+    fetch_allow_loopback: bool = False  # for tests only: lets links reach 127.0.0.1
     shared_index_dir: Path | None = None  # the shared corpus's index; default state_dir/indexes
     guild_index_cache: int = 256_000_000  # bytes of servers' indexes kept loaded (LRU)
     shard_count: int = 0  # 0: as many shards as Discord recommends, all in this process

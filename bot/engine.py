@@ -11,6 +11,8 @@ serving its shard, and its index is loaded on its first question (bot/cache.py).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import logging
 import os
 import shutil
@@ -19,17 +21,20 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from bot import web
 from bot.answer import bm25_idf, clean_question, compose
 from bot.cache import IndexCache
 from bot.config import Settings
 from bot.db import Database, DatabaseError
 from bot.llm import Generator, OnText, Stats
 from bot.records import Answer
+from index import pages
 from index.embedder import Embedder
 from index.errors import Busy, DocumentError, Error, IndexDamaged, IndexMismatch
+from index.fetch import fetch
 from index.indexer import Progress, Report, update
 from index.loaders import check_upload, load_bytes, safe_filename, scan
-from index.records import Hit
+from index.records import Document, Hit
 from index.search import search
 from index.store import DocInfo, Index, Params, Store
 
@@ -37,6 +42,7 @@ log = logging.getLogger(__name__)
 
 SHARED = "shared"
 UPLOADS = "uploads/"  # doc id prefix of a server's own documents
+WEB = "web/"  # doc id prefix of the shared corpus's pages from data/sources.txt
 
 __all__ = ["SHARED", "UPLOADS", "Busy", "Engine"]
 
@@ -58,6 +64,13 @@ class Engine:
         self._write = threading.Lock()  # one write at a time in this process
         self._swap = threading.Lock()  # orders refresh() against this process's own re-index
         self._refused = ""  # a published shared version that failed to load, reported once
+        self.fetch = functools.partial(
+            fetch,
+            max_bytes=settings.max_upload_bytes,
+            timeout=settings.fetch_timeout,
+            connect_timeout=settings.fetch_connect_timeout,
+            allow_loopback=settings.fetch_allow_loopback,
+        )
 
     @property
     def indexes(self) -> dict[str, Index]:
@@ -79,6 +92,7 @@ class Engine:
         try:
             with store.lock():
                 store.cleanup()  # leftovers of a build that crashed
+                _clean(self._web())
         except Busy:
             pass  # another process is building it: its leftovers are its own
         except OSError as err:  # a read-only copy or mount: others publish, this one follows
@@ -170,6 +184,7 @@ class Engine:
         for leftover in self._docs(guild_id).glob(".*.removed"):
             log.warning("finishing the interrupted removal of %s", leftover.name)
             leftover.unlink()
+        _clean(self._docs(guild_id))
 
     def _uploads(self, guild_id: int) -> set[str]:
         return {UPLOADS + rel for _, rel in scan(self._docs(guild_id))}
@@ -208,7 +223,14 @@ class Engine:
 
     def ask(self, question: str, guild_id: int | None = None, context: str | None = None) -> Answer:
         """An extractive, cited answer; `context` is the previous question of a conversation."""
-        return self.retrieve(question, guild_id, context)[2]
+        return self.linked(self.retrieve(question, guild_id, context)[2], guild_id)
+
+    def linked(self, answer: Answer, guild_id: int | None = None) -> Answer:
+        """`answer` with each citation of a web page linked to the quoted passage."""
+        return web.link_citations(answer, self._docs_in(guild_id))
+
+    def _docs_in(self, guild_id: int | None) -> dict[str, Document]:
+        return {d: doc for ix in self._scope(guild_id) for d, doc in ix.docs.items()}
 
     async def answer(
         self,
@@ -225,9 +247,10 @@ class Engine:
             self.retrieve, question, guild_id, context
         )
         if self.generator is None:
-            return extractive, None
-        docs = {d: doc.text for ix in self._scope(guild_id) for d, doc in ix.docs.items()}
-        return await self.generator.answer(question, hits, extractive, on_text, docs)
+            return self.linked(extractive, guild_id), None
+        docs = {d: doc.text for d, doc in self._docs_in(guild_id).items()}
+        answer, stats = await self.generator.answer(question, hits, extractive, on_text, docs)
+        return self.linked(answer, guild_id), stats
 
     def idf(self, guild_id: int | None = None) -> Callable[[str], float]:
         """BM25 inverse document frequency of a term over what this server can see."""
@@ -238,6 +261,14 @@ class Engine:
     def documents(self, guild_id: int | None = None) -> list[DocInfo]:
         """The documents answers can draw on here: shared ones, then this server's own."""
         return [info for ix in self._scope(guild_id) for info in ix.infos.values()]
+
+    def listing(self, guild_id: int | None = None) -> list[tuple[DocInfo, str]]:
+        """Each document with, for a web page, where and when it was fetched (reads the disk)."""
+        docs = self._docs_in(guild_id)
+        return [
+            (info, web.freshness(docs.get(info.doc_id), web.meta_of(Path(info.source))))
+            for info in self.documents(guild_id)
+        ]
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -251,11 +282,10 @@ class Engine:
             reports: list[Report] = []
             try:  # each scope is published as soon as it is built
                 with self._store(SHARED).lock():  # one process at a time writes the corpus
-                    reports.append(self._update(SHARED, rebuild=rebuild, progress=progress)[1])
+                    reports.append(self._reindex(SHARED, rebuild, progress))
                 if guild_id is not None and self._uploads(guild_id):
                     self._tidy(guild_id)
-                    scope = str(guild_id)
-                    reports.append(self._update(scope, rebuild=rebuild, progress=progress)[1])
+                    reports.append(self._reindex(str(guild_id), rebuild, progress))
             except (OSError, DatabaseError) as err:
                 if not reports:
                     raise _storage_error(err, "the new index") from err
@@ -277,26 +307,77 @@ class Engine:
         doc = load_bytes(name, data, UPLOADS + name, title)  # raises before anything is written
         with self._exclusive():
             self._tidy(guild_id)
-            folder = self._docs(guild_id)
-            path = folder / name
+            path = self._docs(guild_id) / name
             if path.exists():
                 raise DocumentError(f"{name} is already indexed here; remove it first.")
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-                tmp = folder / f".{name}.part"
+
+            def write() -> None:
+                tmp = path.with_name(f".{name}.part")
                 tmp.write_bytes(data)
                 os.replace(tmp, path)
-                self.db.add_document(guild_id, doc.doc_id, doc.title, user_id)
-                _, report = self._update(str(guild_id))
+
+            return self._add(guild_id, path, write, doc.title, user_id)
+
+    def add_url(
+        self, guild_id: int, url: str, user_id: int, title: str | None = None
+    ) -> tuple[Report, Document]:
+        """Fetch a web page (or PDF, text, DOCX file) and index it for this server only."""
+        self._own(guild_id)
+        folder = self._docs(guild_id)
+        _not_added(folder, url)  # before any traffic
+        page = self.fetch(url)  # network, before the lock; raises a clear FetchError
+        doc = pages.load_page(page, UPLOADS, title)  # raises before anything is written
+        with self._exclusive():
+            self._tidy(guild_id)
+            _not_added(folder, url)  # again: another admin may have added it meanwhile
+            path = web.free_name(folder, page, url)
+            meta = pages.WebMeta.of(page, title)
+            write = functools.partial(pages.store, path, page, meta)
+            report = self._add(guild_id, path, write, doc.title, user_id)
+        return report, dataclasses.replace(doc, doc_id=UPLOADS + path.name)
+
+    def _add(
+        self, guild_id: int, path: Path, write: Callable[[], None], title: str, user_id: int
+    ) -> Report:
+        """Store a validated document with `write`, then index it; on failure leave no trace."""
+        doc_id = UPLOADS + path.name
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write()
+            self.db.add_document(guild_id, doc_id, title, user_id)
+            _, report = self._update(str(guild_id))
+        except (OSError, Error) as err:
+            pages.discard(path)  # the file and, for a web page, its sidecar
+            path.with_name(f".{path.name}.part").unlink(missing_ok=True)
+            try:
+                self.db.remove_document(guild_id, doc_id)
+            except DatabaseError:  # a title row without its file is ignored, then replaced
+                log.warning("could not forget %s in the database", doc_id, exc_info=True)
+            raise _storage_error(err) from err
+        return report
+
+    def add_source(self, url: str, title: str | None = None) -> tuple[Report, Document]:
+        """Add a web page to the shared corpus: listed in data/sources.txt, fetched, indexed."""
+        listing = self.settings.data_dir / web.SOURCES
+        if url in web.read_sources(listing):
+            raise Error(f"{url} is already in {listing}; `statement-bot index` fetches it again.")
+        page = self.fetch(url)
+        doc = pages.load_page(page, WEB, title)  # raises before anything is written
+        with self._exclusive(), self._store(SHARED).lock():
+            path = web.free_name(self._web(), page, url)
+            before = listing.read_bytes() if listing.is_file() else None
+            try:
+                pages.store(path, page, pages.WebMeta.of(page, title))
+                web.add_source(listing, url, title)
+                _, report = self._update(SHARED)
             except (OSError, Error) as err:
-                path.unlink(missing_ok=True)
-                (folder / f".{name}.part").unlink(missing_ok=True)
-                try:
-                    self.db.remove_document(guild_id, doc.doc_id)
-                except DatabaseError:  # a title row without its file is ignored, then replaced
-                    log.warning("could not forget %s in the database", doc.doc_id, exc_info=True)
+                pages.discard(path)
+                if before is None:
+                    listing.unlink(missing_ok=True)
+                else:
+                    listing.write_bytes(before)
                 raise _storage_error(err) from err
-            return report
+        return report, dataclasses.replace(doc, doc_id=WEB + path.name)
 
     def remove_document(self, guild_id: int, doc_id: str) -> Report:
         """Remove one of this server's uploads and its chunks."""
@@ -317,6 +398,7 @@ class Engine:
                 os.replace(trash, path)
                 raise _storage_error(err) from err
             trash.unlink()
+            pages.sidecar(path).unlink(missing_ok=True)  # a web page's record of its source
             try:
                 self.db.remove_document(guild_id, doc_id)
             except DatabaseError:  # removed from the index already; a stale title is harmless
@@ -355,10 +437,28 @@ class Engine:
             rebuild=rebuild,
             titles=self.db.titles(int(scope)) if guild else None,
             progress=progress,
+            extra=[] if guild else [(p, WEB + p.name) for p in pages.stored(self._web()).values()],
+            exclude=() if guild else (web.SOURCES,),
         )
         if guild and not len(index):  # the last upload was removed
             shutil.rmtree(self._store(scope).folder, ignore_errors=True)
         return index, report
+
+    def _reindex(self, scope: str, rebuild: bool, progress: Progress | None) -> Report:
+        """Re-fetch a scope's web pages, then update its index."""
+        fetched = tuple(self._refresh(scope))
+        _, report = self._update(scope, rebuild=rebuild, progress=progress)
+        return dataclasses.replace(report, fetched=fetched)
+
+    def _refresh(self, scope: str) -> list[tuple[str, str]]:
+        """Re-fetch a scope's web pages (and, for the shared corpus, data/sources.txt's)."""
+        if scope != SHARED:
+            return web.refresh(self._docs(int(scope)), UPLOADS, self.fetch)
+        wanted = web.read_sources(self.settings.data_dir / web.SOURCES)
+        return web.refresh(self._web(), WEB, self.fetch, wanted)
+
+    def _web(self) -> Path:
+        return self.settings.state_dir / "web"
 
     def _tidy(self, guild_id: int) -> None:
         """Remove what a killed write left in this server's folders (under the write lock)."""
@@ -381,6 +481,31 @@ class Engine:
 
     def _docs(self, guild_id: int) -> Path:
         return self.settings.state_dir / "guilds" / str(guild_id) / "docs"
+
+
+def _storage_error(
+    err: Exception,
+    what: str = "the document or index",
+    outcome: str = "Nothing was changed: the previous index is still answering.",
+) -> Error:
+    """A failed write (disk full, read-only, database) as a user-safe Error; others as they are."""
+    if isinstance(err, Error) and not isinstance(err, DatabaseError):
+        return err
+    reason = err.reason if isinstance(err, DatabaseError) else err.strerror or err
+    return Error(f"Could not save {what} ({reason}). {outcome}")
+
+
+def _not_added(folder: Path, url: str) -> None:
+    if (same := pages.stored(folder).get(url)) is not None:
+        raise DocumentError(
+            f"{url} is already indexed here as {UPLOADS}{same.name}; /reindex fetches it again."
+        )
+
+
+def _clean(folder: Path) -> None:
+    """Remove what an interrupted write left: temporary files and sidecars without a body."""
+    for leftover in [*folder.glob(".*.part"), *pages.orphans(folder)]:
+        leftover.unlink(missing_ok=True)
 
 
 def _storage_error(

@@ -23,7 +23,7 @@ class Citation:
     url: str | None = None
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "n": self.n,
             "doc_id": self.chunk.doc_id,
             "title": self.chunk.title,
@@ -33,6 +33,9 @@ class Citation:
             "end": self.end,
             "score": round(self.score, 4),
         }
+        if self.url:
+            out["url"] = self.url
+        return out
 
 
 @dataclass(frozen=True)

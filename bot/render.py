@@ -131,13 +131,14 @@ def _link(text: str, url: str | None) -> str:
     return f"[{text}]({url.replace(' ', '%20').replace('(', '%28').replace(')', '%29')})"
 
 
-def render_documents(docs: list[tuple[str, str, int, str]]) -> str:
-    """(doc id, title, chunks, indexed at) rows as a short list within one message."""
+def render_documents(docs: list[tuple[str, str, int, str, str]]) -> str:
+    """(doc id, title, chunks, indexed at, note) rows as a short list within one message."""
     if not docs:
         return "No documents are indexed yet."
     lines = [
         f"• **{escape(shorten(title, 80))}** ({code(doc_id)}): {chunks} chunks, indexed {when[:10]}"
-        for doc_id, title, chunks, when in docs
+        + (f"; {note}" if note else "")
+        for doc_id, title, chunks, when, note in docs
     ]
     out, total = [], 0
     for line in lines:

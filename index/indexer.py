@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +16,7 @@ from index.chunking import chunk_document, fold
 from index.embedder import Embedder
 from index.errors import DocumentError, IndexDamaged
 from index.loaders import load_bytes, scan
+from index.pages import load_stored, read_meta
 from index.records import Chunk, Document
 from index.store import ANN_THRESHOLD, DocInfo, Index, Params, Store, choose_kind
 
@@ -35,6 +36,7 @@ class Report:
     skipped: tuple[tuple[str, str], ...]  # (doc_id, reason) for files that could not be read
     seconds: float
     changed: bool  # False when nothing differed and the live version was kept
+    fetched: tuple[tuple[str, str], ...] = ()  # (doc_id, outcome) for each web page re-fetched
 
 
 def update(
@@ -49,29 +51,42 @@ def update(
     rebuild: bool = False,
     titles: dict[str, str] | None = None,
     progress: Progress | None = None,
+    extra: Sequence[tuple[Path, str]] = (),
+    exclude: Collection[str] = (),
 ) -> tuple[Index, Report]:
-    """Bring the index in `store` up to date with the documents under `root`."""
+    """Bring the index in `store` up to date with the documents under `root`, and the `extra`
+    (path, doc_id) files; `exclude` names files under `root` that are not documents."""
     started = time.perf_counter()
     titles = titles or {}
     previous = None if rebuild else _previous(store, params)
     docs: dict[str, tuple[Document, DocInfo]] = {}
     skipped = []
     now = datetime.now(UTC).isoformat(timespec="seconds")
-    for path, rel in scan(root) if root.is_dir() else []:
-        doc_id = prefix + rel
+    found = scan(root) if root.is_dir() else []
+    files = [(path, prefix + rel) for path, rel in found if rel not in exclude] + list(extra)
+    for path, doc_id in files:
         try:
             data = path.read_bytes()
+            meta = read_meta(path)  # a page from the web has a sidecar saying where from
         except OSError as err:
             skipped.append((doc_id, f"could not be read ({err.strerror})"))
             continue
-        sha = hashlib.sha256(data).hexdigest()
+        except DocumentError as err:
+            skipped.append((doc_id, str(err)))
+            continue
+        # A page's address and given title are part of what it is: either changing re-reads it.
+        origin = f"{meta.final_url} {meta.title or ''}".encode() if meta else b""
+        sha = hashlib.sha256(data + origin).hexdigest()
         old = previous.infos.get(doc_id) if previous else None
         title = titles.get(doc_id)
         if old and old.sha256 == sha and (title is None or title == old.title):
             docs[doc_id] = (previous.docs[doc_id], old)
             continue
         try:
-            doc = load_bytes(path.name, data, doc_id, title)
+            if meta:
+                doc = load_stored(data, meta, doc_id, title)
+            else:
+                doc = load_bytes(path.name, data, doc_id, title)
         except DocumentError as err:
             skipped.append((doc_id, str(err)))
             log.warning("skipped %s: %s", doc_id, err)

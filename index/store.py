@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 FORMAT = 1
 KINDS = ("flat", "hnsw", "ivf")
 ANN_THRESHOLD = 200_000  # chunks; exact search stays under ~10 ms up to here (bench/bench.py)
+WEB_FIELDS = ("url", "page_text", "author", "published")  # stored for documents from the web
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,8 @@ class Index:
         with open(folder / "docs.jsonl", "w", encoding="utf-8") as f:
             for doc_id, doc in self.docs.items():
                 row = {**asdict(self.infos[doc_id]), "text": doc.text, "pages": list(doc.pages)}
+                if doc.url:
+                    row["web"] = {k: getattr(doc, k) for k in WEB_FIELDS}
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
         with open(folder / "chunks.jsonl", "w", encoding="utf-8") as f:
             for c in self.chunks:
@@ -189,10 +192,12 @@ class Index:
         with open(folder / "docs.jsonl", encoding="utf-8") as f:
             for line in f:
                 row = json.loads(line)
-                text, pages = row.pop("text"), tuple(row.pop("pages"))
+                text, pages, web = row.pop("text"), tuple(row.pop("pages")), row.pop("web", {})
                 info = DocInfo(**row)
                 infos[info.doc_id] = info
-                docs[info.doc_id] = Document(info.doc_id, info.title, text, info.source, pages)
+                docs[info.doc_id] = Document(
+                    info.doc_id, info.title, text, info.source, pages, **web
+                )
         with open(folder / "chunks.jsonl", encoding="utf-8") as f:
             chunks = Chunks(docs, (json.loads(line) for line in f))
         kind = manifest["kind"]

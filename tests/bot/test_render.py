@@ -97,7 +97,7 @@ def test_mentions_are_left_as_text():
 
 
 def test_document_list_fits_one_message():
-    rows = [(f"uploads/{i}.txt", f"Document {i}", i, "2026-11-29T00:00:00") for i in range(200)]
+    rows = [(f"uploads/{i}.txt", f"Document {i}", i, "2026-11-29T00:00:00", "") for i in range(200)]
     text = render_documents(rows)
     assert len(text) <= CONTENT_LIMIT and text.endswith("more.")
     assert render_documents([]) == "No documents are indexed yet."

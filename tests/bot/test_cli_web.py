@@ -1,0 +1,108 @@
+"""The terminal flow for web pages: `statement-bot add URL`, data/sources.txt and `index`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+import index.embedder
+from bot.cli import main
+from tests.conftest import ROOT
+from tests.web_server import Reply, WebServer
+
+PAGE = (
+    "<html><head><title>Herons of Quenville</title></head><body><nav>Home · News</nav><article>"
+    "<h1>Herons of Quenville</h1><p>Grey herons nest on the lake islands of Quenville every "
+    "April, in the old willows by the boathouse, and they leave again in late August.</p>"
+    "</article><footer>© Quenville Birders</footer></body></html>"
+)
+
+
+@pytest.fixture(scope="module")
+def web():
+    with WebServer() as server:
+        server.routes["/herons"] = Reply(200, PAGE.encode(), {"ETag": '"h1"'})
+        server.routes["/gone"] = Reply(404, b"gone")
+        yield server
+
+
+@pytest.fixture
+def cli(tmp_path, embedder, monkeypatch, capsys):
+    monkeypatch.setattr(index.embedder, "Embedder", lambda name="bundled": embedder)
+    monkeypatch.setenv("FETCH_ALLOW_LOOPBACK", "true")  # the test web server is on 127.0.0.1
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(ROOT / "data", tmp_path / "data")
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main(["--data", str(tmp_path / "data"), "--state", str(tmp_path / "state"), *args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def test_a_page_added_from_the_terminal_is_cited_with_a_link_to_the_quote(cli, web, tmp_path):
+    url = web.url("/herons")
+    code, out, err = cli("add", url, "--title", "Herons")
+    assert code == 0, err
+    assert out.splitlines()[0] == "added web/127-0-0-1-herons.html: “Herons”"
+    assert f"from {url}, listed in {tmp_path / 'data' / 'sources.txt'}" in out
+    assert (tmp_path / "data" / "sources.txt").read_text().endswith(f"\n{url} Herons\n")
+
+    code, out, _ = cli("ask", "When do the herons nest in Quenville?", "--json")
+    answer = json.loads(out)
+    [cited] = [c for c in answer["citations"] if c["doc_id"] == "web/127-0-0-1-herons.html"]
+    assert cited["url"].startswith(url + "#:~:text=Grey%20herons%20nest")
+    code, out, _ = cli("ask", "Who called Diane Abbott a trailblazer?", "--json")
+    assert all("url" not in c for c in json.loads(out)["citations"])  # files have no link
+
+    code, out, _ = cli("ask", "When do the herons nest in Quenville?")
+    assert f"    {url}#:~:text=" in out
+
+    code, _, err = cli("add", url)
+    assert code == 2 and err.startswith(f"error: {url} is already in ")
+
+
+def test_index_fetches_the_sources_file_and_forgets_what_leaves_it(cli, web, tmp_path):
+    listing = tmp_path / "data" / "sources.txt"
+    listing.write_text(
+        f"# pages\n{web.url('/herons')}\n\n{web.url('/gone')}  Gone page\n", encoding="utf-8"
+    )
+    code, out, err = cli("index")
+    assert code == 0, err
+    assert "documents: 2 " in out  # the statement and the page: not sources.txt itself
+    assert "fetched web/127-0-0-1-herons.html: added" in out
+    gone = web.url("/gone")
+    assert f"not refreshed {gone}: {gone} answered HTTP 404 Not Found." in out
+
+    code, out, _ = cli("index")
+    assert "re-embedded: 0 " in out and "fetched web/127-0-0-1-herons.html: unchanged" in out
+    last = [headers for path, headers in web.requests if path == "/herons"][-1]
+    assert last.get("If-None-Match") == '"h1"'  # asked conditionally: 304, nothing re-embedded
+
+    listing.write_text("# nothing any more\n", encoding="utf-8")
+    code, out, _ = cli("index")
+    assert "documents: 1 " in out and not list((tmp_path / "state" / "web").iterdir())
+    code, out, _ = cli("search", "herons nest", "--json")
+    assert all(h["doc_id"] == "statement.txt" for h in json.loads(out))
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://10.0.0.1/", "error: 10.0.0.1 is a private address;"),
+        ("{base}/gone", "error: {base}/gone answered HTTP 404 Not Found."),
+        ("gopher://example.org/", "error: Only http:// and https:// links can be added;"),
+    ],
+)
+def test_a_hostile_link_from_the_terminal_changes_nothing(cli, web, tmp_path, url, message):
+    url, message = url.format(base=web.base), message.format(base=web.base)
+    listing = tmp_path / "data" / "sources.txt"
+    before = listing.read_bytes()
+    code, _, err = cli("add", url)
+    assert code == 2 and err.splitlines()[-1].startswith(message), err
+    assert listing.read_bytes() == before
+    cache = tmp_path / "state" / "web"
+    assert not cache.exists() or not any(cache.iterdir())
