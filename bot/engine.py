@@ -179,8 +179,6 @@ class Engine:
 
     def _finish_interrupted(self, guild_id: int) -> None:
         """Undo an upload killed before it was stored; finish a removal killed once begun."""
-        for leftover in self._docs(guild_id).glob(".*.part"):
-            leftover.unlink()
         for leftover in self._docs(guild_id).glob(".*.removed"):
             log.warning("finishing the interrupted removal of %s", leftover.name)
             leftover.unlink()
@@ -506,15 +504,3 @@ def _clean(folder: Path) -> None:
     """Remove what an interrupted write left: temporary files and sidecars without a body."""
     for leftover in [*folder.glob(".*.part"), *pages.orphans(folder)]:
         leftover.unlink(missing_ok=True)
-
-
-def _storage_error(
-    err: Exception,
-    what: str = "the document or index",
-    outcome: str = "Nothing was changed: the previous index is still answering.",
-) -> Error:
-    """A failed write (disk full, read-only, database) as a user-safe Error; others as they are."""
-    if isinstance(err, Error) and not isinstance(err, DatabaseError):
-        return err
-    reason = err.reason if isinstance(err, DatabaseError) else err.strerror or err
-    return Error(f"Could not save {what} ({reason}). {outcome}")

@@ -291,7 +291,7 @@ async def test_two_processes_of_one_shard_each_serve_every_server_exactly_once(t
         assert shown["content"].startswith("Added `zorblat.txt`")
         _, shown = await ask(fake, guild, "When is the Zorblat festival held?")
         assert shows(shown, "frozen lake")
-        assert two.process_of(guild).logged(rf"adds zorblat.txt to guild {guild}")
+        assert two.process_of(guild).logged(rf"adds zorblat.txt in guild {guild}")
         assert not two.processes["0"].logged(r"adds zorblat.txt")
         await asyncio.sleep(0.5)
         assert all(answered_once(fake, ix) for ix in fake.interactions.values())

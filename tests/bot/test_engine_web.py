@@ -17,7 +17,8 @@ def test_an_interrupted_store_or_removal_is_cleaned_up_at_start(make_engine, tmp
     body = docs / doc.doc_id.removeprefix("uploads/")
     (docs / ".half-written.html.part").write_bytes(b"<html>")
     (docs / "gone.html.web.json").write_text("{}")  # its body was removed, then the process died
-    engine = make_engine(fetch_allow_loopback=True)  # a restart
+    engine = make_engine(fetch_allow_loopback=True)  # a restart; the server loads on first use
+    assert engine.documents(7)
     assert sorted(p.name for p in docs.iterdir()) == [body.name, body.name + ".web.json"]
     assert doc.doc_id in engine.indexes["7"].infos
 
