@@ -12,6 +12,7 @@ from bot.records import Answer, Citation
 from index.chunking import fold
 from index.errors import Error
 from index.lexical import terms
+from index.reader import Weights
 from index.records import Chunk, Hit
 
 NOT_FOUND = "The indexed documents don't answer that."
@@ -27,6 +28,12 @@ MIN_WORDS = 4  # shorter sentences (captions such as "Image: Jeremy Corbyn.") an
 # threshold. On the QA set, on-topic questions the statement doesn't answer score 0.14-0.19 and
 # small talk ("what's the capital of Australia?") at most 0.11: only the first get a list.
 RELATED, RELATED_BELOW = 2, 0.08
+# With the reader, a refusal lists sentences at least this similar to the question (cosine): on
+# the calibrate splits, 1.7% of questions about documents not indexed and 77% of the statement's
+# unanswerable ones (bench/reader_knobs.py).
+RELATED_COSINE = 0.40
+READER_MARGIN = 0.2  # further sentences within this of the best (key fact 53.8% at 0, 77.4%)
+THRESHOLD = 0.201  # without a reader; with one, the reader's own calibrated threshold
 
 # Expected answer types (as in classic factoid QA): a "how many" question needs a count, "how
 # long" a duration, "how old" an age, "how much money" an amount, and "when" a time.
@@ -66,6 +73,7 @@ class Candidate:
     start: int
     end: int
     score: float
+    evidence: tuple[float, ...] = ()  # with a reader: its probability, and the sentence's cosine
 
     @property
     def text(self) -> str:
@@ -101,27 +109,54 @@ def fits_type(question: str, sentence: str) -> bool:
     return all(n in sentence for n in re.findall(r"\d+", question))
 
 
-def candidates(
+def scored(
     question: str, hits: list[Hit], idf: Callable[[str], float] | None = None
 ) -> list[Candidate]:
-    """Sentences of the best passages, scored, best first."""
+    """Without a reader: sentences of the best passages scored by similarity, best first."""
     wanted = set(terms(fold(question)))
     weight = {t: idf(t) if idf else 1.0 for t in wanted}
     total = sum(weight.values())
-    scored: dict[tuple[str, int], Candidate] = {}
+    out = []
     for hit in hits[:PASSAGES]:
         chunk, passage = hit.chunk, hit.dense_score or 0.0
         for (a, b), similarity in zip(chunk.sentences, hit.sentence_scores, strict=True):
-            text = chunk.text[a - chunk.start : b - chunk.start]
-            if len(text.split()) < MIN_WORDS:
-                continue
-            found = wanted & set(terms(fold(text)))
+            found = wanted & set(terms(fold(chunk.text[a - chunk.start : b - chunk.start])))
             words = sum(weight[t] for t in found) / total if total else 0.0
             score = W_SENTENCE * similarity + W_WORDS * words + W_PASSAGE * passage
-            key = (chunk.doc_id, a)  # overlapping chunks repeat sentences: keep the best
-            if key not in scored or scored[key].score < score:
-                scored[key] = Candidate(chunk, a, b, score)
-    return sorted(scored.values(), key=lambda c: -c.score)
+            out.append(Candidate(chunk, a, b, score))
+    return _best(out)
+
+
+def read(hits: list[Hit], probabilities: list, weights: Weights) -> list[Candidate]:
+    """With a reader: sentences of the passages it read, by the probability that each answers,
+    best first. The reader's probability and the sentence's cosine to the question are combined
+    by the logistic weights calibrated with the reader (`Weights`)."""
+    out = []
+    for hit, probs in zip(hits, probabilities, strict=False):
+        for (a, b), p, cos in zip(hit.chunk.sentences, probs, hit.sentence_scores, strict=True):
+            out.append(Candidate(hit.chunk, a, b, weights.probability(p, cos), (float(p), cos)))
+    return _best(out)
+
+
+def by_topic(hits: list[Hit]) -> list[Candidate]:
+    """Sentences of the best passages by their similarity to the question alone."""
+    out = [
+        Candidate(hit.chunk, a, b, s)
+        for hit in hits[:PASSAGES]
+        for (a, b), s in zip(hit.chunk.sentences, hit.sentence_scores, strict=True)
+    ]
+    return _best(out)
+
+
+def _best(found: list[Candidate]) -> list[Candidate]:
+    """Best first; captions and other very short sentences dropped; a sentence that overlapping
+    chunks both hold counted once, at its best score."""
+    kept: dict[tuple[str, int], Candidate] = {}
+    for c in found:
+        key = (c.chunk.doc_id, c.start)
+        if len(c.text.split()) >= MIN_WORDS and (key not in kept or kept[key].score < c.score):
+            kept[key] = c
+    return sorted(kept.values(), key=lambda c: -c.score)
 
 
 def of_type(question: str, ranked: list[Candidate]) -> list[Candidate]:
@@ -134,23 +169,51 @@ def bm25_idf(df: int, n: int) -> float:
     return math.log(1 + (n - df + 0.5) / (df + 0.5))
 
 
-def compose(
-    question: str, hits: list[Hit], threshold: float, idf: Callable[[str], float] | None = None
-) -> Answer:
-    """The answer: up to three quoted sentences with citations, or a plain refusal that may
-    point at the closest passages."""
-    scored = candidates(question, hits, idf)
-    ranked = of_type(question, scored)
-    if not ranked or ranked[0].score < threshold:
-        # The closest by topic, whatever the type: "when did Dove become chair?" gets Dove's words.
-        near = [c for c in scored[:RELATED] if c.score >= threshold - RELATED_BELOW]
-        related = tuple(
-            Citation(n, c.chunk, c.text, c.start, c.end, c.score) for n, c in enumerate(near, 1)
+@dataclass(frozen=True)
+class Ranking:
+    """The sentences that may answer a question, best first, and those a refusal points at."""
+
+    candidates: tuple[Candidate, ...]
+    related: tuple[Candidate, ...]  # the closest by topic, whatever the kind of answer asked
+    margin: float  # further sentences must score within this of the best one
+
+    @property
+    def best(self) -> float:
+        return self.candidates[0].score if self.candidates else 0.0
+
+
+def by_similarity(
+    question: str,
+    hits: list[Hit],
+    threshold: float,
+    idf: Callable[[str], float] | None = None,
+) -> Ranking:
+    """Without a reader (READER=none): similarity, word overlap and answer types."""
+    ranked = scored(question, hits, idf)
+    related = [c for c in ranked[:RELATED] if c.score >= threshold - RELATED_BELOW]
+    return Ranking(tuple(of_type(question, ranked)), tuple(related), MARGIN)
+
+
+def by_reader(hits: list[Hit], probabilities: list, weights: Weights) -> Ranking:
+    """From the reader's probabilities for the passages it read (`hits`)."""
+    related = [c for c in by_topic(hits)[:RELATED] if c.score >= RELATED_COSINE]
+    return Ranking(tuple(read(hits, probabilities, weights)), tuple(related), READER_MARGIN)
+
+
+def compose(question: str, ranking: Ranking, threshold: float) -> Answer:
+    """The answer: the best sentence and those within the margin of it (at most three), quoted
+    exactly with citations; or, below `threshold`, a plain refusal that may point at the
+    related sentences."""
+    ranked = ranking.candidates
+    if not ranked or ranking.best < threshold:
+        cited = tuple(
+            Citation(n, c.chunk, c.text, c.start, c.end, c.score)
+            for n, c in enumerate(ranking.related, 1)
         )
-        markers = ", ".join(f"[{c.n}]" for c in related)
-        text = f"{NOT_FOUND} These passages might be related: {markers}." if related else NOT_FOUND
-        return Answer(question, text, related, False)
-    floor = max(threshold, ranked[0].score - MARGIN)
+        markers = ", ".join(f"[{c.n}]" for c in cited)
+        text = f"{NOT_FOUND} These passages might be related: {markers}." if cited else NOT_FOUND
+        return Answer(question, text, cited, False)
+    floor = max(threshold, ranking.best - ranking.margin)
     chosen = [c for c in ranked if c.score >= floor][:MAX_SENTENCES]
     first_doc = ranked[0].chunk.doc_id
     chosen.sort(key=lambda c: (c.chunk.doc_id != first_doc, c.chunk.doc_id, c.start))
@@ -162,7 +225,7 @@ def compose(
             # Adjacent sentences read better as one quote: extend the previous citation.
             citations[-1] = Citation(
                 last.n,
-                last.chunk,
+                c.chunk,
                 last.quote + gap + c.text,
                 last.start,
                 c.end,
@@ -177,8 +240,9 @@ def compose(
 
 
 def _between(last: Citation, c: Candidate) -> str | None:
-    """The document text between a citation and the next sentence, if one chunk holds both."""
+    """The document text between a citation and the next sentence, if the sentence's chunk
+    holds both (so that the joined quote is a slice of it)."""
     chunk = c.chunk
-    if last.chunk.doc_id == chunk.doc_id and chunk.start <= last.end <= c.start <= chunk.end:
+    if last.chunk.doc_id == chunk.doc_id and chunk.start <= last.start <= last.end <= c.start:
         return chunk.text[last.end - chunk.start : c.start - chunk.start]
     return None

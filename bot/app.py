@@ -190,13 +190,12 @@ async def on_app_command_error(
 
 
 def run(settings: Settings) -> int:
-    """Load the model and the shared index once, then serve Discord until interrupted."""
+    """Load the models and the shared index once, then serve Discord until interrupted."""
     preflight(settings)
-    from index.embedder import Embedder
+    from bot.engine import start
 
     point_at(settings.discord_api_base, settings.discord_gateway_url)
-    engine = Engine(settings, Embedder(settings.model))
-    engine.open()
+    engine = start(settings)
     log.info("process %d serving %s: %s", os.getpid(), shards(settings), describe(engine))
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop cleanly, as on Ctrl-C
     # The model's many long-lived objects make each full garbage collection pause the event

@@ -11,7 +11,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from bot.config import Settings
@@ -87,9 +86,16 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", parents=[common], help="measure retrieval or answer quality")
     p.add_argument("beir", nargs="?", type=Path, help="BEIR folder (corpus, queries, qrels)")
-    p.add_argument("--qa", type=Path, help="question set for answers (tests/qa/statement_qa.jsonl)")
-    p.add_argument("--split", default="test", help="QA split to report (default test)")
-    p.add_argument("--calibrate", action="store_true", help="fit the answer threshold first")
+    p.add_argument(
+        "--qa",
+        type=Path,
+        action="append",
+        help="question set: the project's JSONL or a SQuAD 2.0 JSON file (repeatable)",
+    )
+    p.add_argument("--split", default="test", help="split to report: test, calibrate (or all)")
+    p.add_argument(
+        "--calibrate", action="store_true", help="fit the threshold on the calibrate splits first"
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=_eval)
 
@@ -109,6 +115,32 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--guild", type=int, help="one server's id (default: every server)")
     p.add_argument("--days", type=int, help="how many days back (default: all on record)")
     p.set_defaults(run=_export)
+
+    p = sub.add_parser(
+        "train-reader", parents=[common], help="train the answer reader, calibrate and measure it"
+    )
+    p.add_argument("--out", type=Path, help="model folder (default index/reader_model)")
+    p.add_argument(
+        "--squad",
+        type=Path,
+        default=Path("../shared/train/squad2"),
+        help="folder of SQuAD 2.0 JSON files (default ../shared/train/squad2)",
+    )
+    p.add_argument(
+        "--qa",
+        type=Path,
+        default=Path("tests/qa/statement_qa.jsonl"),
+        help="the statement's question set, for calibration and figures",
+    )
+    p.add_argument("--layers", type=int, default=3, help="MiniLM layers kept (default 3 of 6)")
+    p.add_argument("--epochs", type=float, default=2.0)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu, or cuda where a GPU is lent")
+    p.add_argument(
+        "--calibrate-only", action="store_true", help="keep the trained model; calibrate, measure"
+    )
+    p.set_defaults(run=_train_reader)
 
     p = sub.add_parser("run", parents=[common], help="start the Discord bot")
     p.add_argument(
@@ -138,15 +170,12 @@ class _Bar:
 
 
 def _engine(settings: Settings, load: bool = True):
-    """The model, and every index loaded (the shared one built on first use)."""
-    from bot.engine import Engine
-    from index.embedder import Embedder
+    """The models, and every index loaded (the shared one built on first use)."""
+    from bot.engine import start
 
-    engine = Engine(settings, Embedder(settings.model))
-    if load:
-        bar = _Bar()
-        engine.open(bar)
-        bar.close()
+    bar = _Bar()
+    engine = start(settings, bar, load)
+    bar.close()
     return engine
 
 
@@ -283,40 +312,56 @@ def _eval(args, settings: Settings) -> int:
         bar.close()
         print(evaluate.format_beir(results) if not args.json else json.dumps(results, indent=1))
     if args.qa:
-        try:
-            rows = evaluate.read_qa(args.qa)
-        except (OSError, ValueError) as err:
-            raise Error(f"{args.qa} is not a readable question set ({err}).") from err
-        with _filled(args.qa, rows) as path:
-            engine = _engine(settings)
-            results = evaluate.qa(engine, path, args.split, calibrate_first=args.calibrate)
-        print(evaluate.format_qa(results) if not args.json else json.dumps(results, indent=1))
+        results = evaluate.evaluate(_engine(settings), args.qa, args.split, args.calibrate)
+        if args.json:
+            print(json.dumps(results, indent=1, ensure_ascii=False))
+        for name, r in results["sets"].items() if not args.json else ():
+            print(evaluate.format_qa(f"{name} ({args.split})", r))
     return 0
 
 
-@contextmanager
-def _filled(path: Path, rows: list[dict]) -> Iterator[Path]:
-    """The question set, less rows whose slots are still empty (as `feedback export` leaves
-    them); an error when no row is filled in."""
-    from bot.insights import slots_filled
+def _train_reader(args, settings: Settings) -> int:
+    """Train; fit the answer probability and the threshold on the calibrate splits (SQuAD's
+    held-out calibrate articles and the statement's); measure the test splits; write the card."""
+    import dataclasses
 
-    filled = [r for r in rows if slots_filled(r)]
-    if len(filled) == len(rows):
-        yield path
-        return
-    empty = [str(r.get("id", n)) for n, r in enumerate(rows, 1) if not slots_filled(r)]
-    if not filled:
-        raise Error(
-            f'{path}: no row has its slots filled in yet. Set "answerable" to true or false; '
-            f'for answerable questions also "key_fact" (words the answer must contain) and '
-            f'"gold" (text of the passage that answers it).'
+    from bot import evaluate
+    from index import reader_training
+    from index.reader import SHIPPED
+
+    squad = sorted(args.squad.glob("*.json")) if args.squad.is_dir() else []
+    if not squad:
+        raise Error(f"No SQuAD 2.0 JSON files in {args.squad}.")
+    out = args.out or SHIPPED
+    logging.getLogger().setLevel(logging.INFO)
+    if args.calibrate_only:
+        info = reader_training.read_meta(out)["training"]
+    else:
+        info = reader_training.train(
+            out,
+            squad,
+            layers=args.layers,
+            epochs=args.epochs,
+            lr=args.lr,
+            seed=args.seed,
+            device=args.device,
         )
-    shown = ", ".join(empty[:10]) + (f" and {len(empty) - 10} more" if len(empty) > 10 else "")
-    print(f"note: skipping {len(empty)} rows with empty slots ({shown})", file=sys.stderr)
+        reader_training.write_meta(out, 0.5, info)  # calibrated below
+    sets = [args.qa, *(p for p in squad if reader_training.has_held_out(p))]
     with tempfile.TemporaryDirectory() as tmp:
-        part = Path(tmp) / path.name
-        part.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in filled))
-        yield part
+        local = dataclasses.replace(
+            settings, reader=str(out), answer_threshold=None, state_dir=Path(tmp)
+        )
+        engine = _engine(local)
+        calibration = [a for p in sets for a in evaluate.question_set(engine, p, "calibrate")]
+        weights = evaluate.fit_weights(calibration)
+        engine.reader.card = dataclasses.replace(engine.reader.card, weights=weights)
+        results = evaluate.evaluate(engine, sets, "test", calibrate=True)
+    reader_training.write_meta(out, results["threshold"], info, results, weights)
+    for name, r in results["sets"].items():
+        print(evaluate.format_qa(f"{name} (test)", r))
+    print(f"weights {weights}; threshold {results['threshold']}; model and card in {out}")
+    return 0
 
 
 def _reports(args, settings: Settings, downvoted: int):

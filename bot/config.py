@@ -31,9 +31,11 @@ class Settings:
     search_mode: str = "hybrid"  # hybrid | dense | lexical
     top_k: int = 5
     max_question_chars: int = 1000
-    # Calibrated on the QA set's calibrate split:
-    # `statement-bot eval --qa tests/qa/statement_qa.jsonl --calibrate`.
-    answer_threshold: float = 0.201
+    # "none" (similarity scoring: measured better, see README), "bundled" (the reader this
+    # project trained) or a reader model folder
+    reader: str = "none"
+    # Unset: the reader's calibrated threshold (in its reader.json), or 0.201 without a reader.
+    answer_threshold: float | None = None
     max_upload_bytes: int = 5_000_000  # also the largest page fetched from the web
     fetch_timeout: float = 20.0  # seconds for a whole fetch, redirects included
     fetch_connect_timeout: float = 5.0
@@ -100,7 +102,7 @@ def _parse(name: str, kind: str, raw: str) -> object:
             return Path(raw).expanduser()
         if kind == "int":
             return int(raw)
-        if kind == "float":
+        if kind in ("float", "float | None"):
             return float(raw)
         if kind == "bool":
             if raw.lower() not in ("1", "true", "yes", "on", "0", "false", "no", "off"):

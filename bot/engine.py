@@ -1,8 +1,9 @@
 """The service the CLI and the Discord bot share: indexes per scope, search, answers, uploads.
 
-Methods are synchronous and thread-safe; the Discord layer calls them with asyncio.to_thread.
-Writes (re-index, upload, removal) take one lock and swap the new index in with one assignment,
-so questions keep being answered from the previous index until the new one is published. The
+Methods are synchronous and thread-safe. Model and FAISS work runs on the embedder's one worker
+thread (index/worker.py); `answer` awaits it there, so an event loop never blocks. Writes
+(re-index, upload, removal) take one lock and swap the new index in with one assignment, so
+questions keep being answered from the previous index until the new one is published. The
 shared corpus may be served by several processes: one writes it at a time (a file lock), the
 others swap in what it publishes (`refresh`). A server's own data is written only by the process
 serving its shard, and its index is loaded on its first question (bot/cache.py).
@@ -10,7 +11,6 @@ serving its shard, and its index is loaded on its first question (bot/cache.py).
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import functools
 import logging
@@ -22,7 +22,16 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from bot import web
-from bot.answer import bm25_idf, clean_question, compose
+from bot.answer import (
+    PASSAGES,
+    THRESHOLD,
+    Ranking,
+    bm25_idf,
+    by_reader,
+    by_similarity,
+    clean_question,
+    compose,
+)
 from bot.cache import IndexCache
 from bot.config import Settings
 from bot.db import Database, DatabaseError
@@ -34,6 +43,7 @@ from index.errors import Busy, DocumentError, Error, IndexDamaged, IndexMismatch
 from index.fetch import fetch
 from index.indexer import Progress, Report, update
 from index.loaders import check_upload, load_bytes, safe_filename, scan
+from index.reader import Reader, load_reader
 from index.records import Document, Hit
 from index.search import search
 from index.store import DocInfo, Index, Params, Store
@@ -50,9 +60,17 @@ __all__ = ["SHARED", "UPLOADS", "Busy", "Engine"]
 class Engine:
     """Indexes for the shared corpus and each server's uploads, and answers from them."""
 
-    def __init__(self, settings: Settings, embedder: Embedder, db: Database | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        embedder: Embedder,
+        db: Database | None = None,
+        reader: Reader | None = None,
+    ) -> None:
         self.settings = settings
         self.embedder = embedder
+        self.reader = reader
+        self.worker = embedder.worker
         self.db = db or Database(settings.state_dir / "bot.sqlite3")
         self.params = Params(
             embedder.model_id, embedder.dim, settings.chunk_size, settings.chunk_overlap
@@ -202,26 +220,47 @@ class Engine:
         self, query: str, guild_id: int | None = None, k: int | None = None, mode: str | None = None
     ) -> list[Hit]:
         """The best passages for a query, from the shared corpus and this server's uploads."""
-        qvec = self.embedder.encode([query])[0]
         k, mode = k or self.settings.top_k, mode or self.settings.search_mode
+        return self.worker.call(self._search, query, guild_id, k, mode)
+
+    def _search(self, query: str, guild_id: int | None, k: int, mode: str) -> list[Hit]:
+        qvec = self.embedder.encode([query])[0]
         return search(self._scope(guild_id), query, qvec, k, mode)
+
+    @property
+    def threshold(self) -> float:
+        """Below this score answers are refused: the setting, else the reader's calibration."""
+        if self.settings.answer_threshold is not None:
+            return self.settings.answer_threshold
+        return self.reader.card.threshold if self.reader else THRESHOLD
 
     def retrieve(
         self, question: str, guild_id: int | None = None, context: str | None = None
     ) -> tuple[str, list[Hit], Answer]:
         """The cleaned question, its passages, and the extractive answer from them."""
+        question, hits, ranking = self.ranking(question, guild_id, context)
+        return question, hits, self.linked(compose(question, ranking, self.threshold), guild_id)
+
+    def ranking(
+        self, question: str, guild_id: int | None = None, context: str | None = None
+    ) -> tuple[str, list[Hit], Ranking]:
+        """The cleaned question, its passages, and the sentences that may answer it, ranked."""
         question = clean_question(question, self.settings.max_question_chars)
         query = f"{context} {question}" if context else question
+        return self.worker.call(self._rank, question, query, guild_id)
+
+    def _rank(self, question: str, query: str, guild_id: int | None):
         hits = self.search(query, guild_id)
-        return (
-            question,
-            hits,
-            compose(question, hits, self.settings.answer_threshold, self.idf(guild_id)),
-        )
+        if self.reader is None:
+            ranking = by_similarity(question, hits, self.threshold, self.idf(guild_id))
+            return question, hits, ranking
+        read = hits[:PASSAGES]
+        probabilities = self.reader.probabilities(question, [h.chunk for h in read])
+        return question, hits, by_reader(read, probabilities, self.reader.card.weights)
 
     def ask(self, question: str, guild_id: int | None = None, context: str | None = None) -> Answer:
         """An extractive, cited answer; `context` is the previous question of a conversation."""
-        return self.linked(self.retrieve(question, guild_id, context)[2], guild_id)
+        return self.retrieve(question, guild_id, context)[2]
 
     def linked(self, answer: Answer, guild_id: int | None = None) -> Answer:
         """`answer` with each citation of a web page linked to the quoted passage."""
@@ -239,16 +278,18 @@ class Engine:
     ) -> tuple[Answer, Stats | None]:
         """A verified generated answer when a model is configured, else the extractive one.
 
-        Model and FAISS work runs in a worker thread, so an event loop calling this never blocks.
+        Model and FAISS work runs on the worker thread, so an event loop calling this never blocks.
         """
-        question, hits, extractive = await asyncio.to_thread(
+        question, hits, extractive = await self.worker.run(
             self.retrieve, question, guild_id, context
         )
         if self.generator is None:
-            return self.linked(extractive, guild_id), None
-        docs = {d: doc.text for d, doc in self._docs_in(guild_id).items()}
-        answer, stats = await self.generator.answer(question, hits, extractive, on_text, docs)
-        return self.linked(answer, guild_id), stats
+            return extractive, None
+        docs = await self.worker.run(self._docs_in, guild_id)  # may load the server's index
+        answer, stats = await self.generator.answer(
+            question, hits, extractive, on_text, {d: doc.text for d, doc in docs.items()}
+        )
+        return await self.worker.run(self.linked, answer, guild_id), stats
 
     def idf(self, guild_id: int | None = None) -> Callable[[str], float]:
         """BM25 inverse document frequency of a term over what this server can see."""
@@ -479,6 +520,15 @@ class Engine:
 
     def _docs(self, guild_id: int) -> Path:
         return self.settings.state_dir / "guilds" / str(guild_id) / "docs"
+
+
+def start(settings: Settings, progress: Progress | None = None, load: bool = True) -> Engine:
+    """The embedding model, the reader and (with `load`) every index, loaded once at start-up."""
+    embedder = Embedder(settings.model)
+    engine = Engine(settings, embedder, reader=load_reader(settings.reader, embedder.worker))
+    if load:
+        engine.open(progress)
+    return engine
 
 
 def _storage_error(

@@ -5,22 +5,29 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import math
-from dataclasses import replace
+import tempfile
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from bot.answer import candidates, of_type
+from bot.answer import Ranking, compose
 from bot.config import Settings
 from bot.engine import Engine
+from bot.insights import slots_filled
 from index.chunking import fold
 from index.embedder import Embedder
 from index.errors import Error
 from index.indexer import build
+from index.reader import Weights
+from index.reader_training import CALIBRATE, TEST, read_squad
 from index.records import Document
 from index.search import MODES, search
 from index.store import DocInfo, Params, Store
+
+log = logging.getLogger(__name__)
 
 # -- retrieval (BEIR) --------------------------------------------------------------------------
 
@@ -114,7 +121,22 @@ def format_beir(results: dict) -> str:
     return "\n".join(lines)
 
 
-# -- answers (question set) --------------------------------------------------------------------
+# -- answers (question sets) -------------------------------------------------------------------
+#
+# Two kinds of question set: the project's JSONL (tests/qa/statement_qa.jsonl: questions about
+# the indexed documents, each with a key fact and a split), and SQuAD 2.0 JSON files, whose
+# articles are indexed as documents here. Every question is ranked once through the engine (the
+# bot's own path); answers at any threshold are then composed from those rankings, exactly as
+# the engine composes them, so calibrating costs no second pass.
+
+
+@dataclass(frozen=True)
+class Asked:
+    """One question put to an engine, and the sentences it ranked for it."""
+
+    row: dict  # question, answerable, key_fact (str or list of str), gold passage, off_topic
+    hits: list
+    ranking: Ranking
 
 
 def _contains(haystack: str, needle: str) -> bool:
@@ -122,78 +144,119 @@ def _contains(haystack: str, needle: str) -> bool:
 
 
 def read_qa(path: Path) -> list[dict]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    """A JSONL question set's rows, less those whose slots are still empty (as `feedback
+    export` leaves them); an error when no row is filled in."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+    except (OSError, ValueError) as err:
+        raise Error(f"{path} is not a readable question set ({err}).") from err
+    filled = [r for r in rows if slots_filled(r)]
+    if not filled:
+        raise Error(
+            f'{path}: no row has its slots filled in yet. Set "answerable" to true or false; '
+            f'for answerable questions also "key_fact" (words the answer must contain) and '
+            f'"gold" (text of the passage that answers it).'
+        )
+    if empty := [str(r.get("id", n)) for n, r in enumerate(rows, 1) if not slots_filled(r)]:
+        more = f" and {len(empty) - 10} more" if len(empty) > 10 else ""
+        shown = ", ".join(empty[:10])
+        log.warning("skipping %d rows with empty slots (%s%s)", len(empty), shown, more)
+    return filled
 
 
-def calibrate(engine: Engine, rows: list[dict], max_false_refusals: float = 0.05) -> float:
-    """The highest answer threshold that refuses at most 5% of answerable questions.
+def ask_all(engine: Engine, rows: list[dict]) -> list[Asked]:
+    """Rank every row's question through the engine."""
+    return [Asked(row, *engine.ranking(row["question"])[1:]) for row in rows]
 
-    Refusing a fair question is the costlier error for members, so the bound on false
-    refusals is met first; within it, as many unanswerable questions as possible are refused.
+
+def statement_set(engine: Engine, path: Path, split: str) -> list[Asked]:
+    """A JSONL question set about the engine's documents, one split of it."""
+    return ask_all(engine, [r for r in read_qa(path) if r.get("split", "test") == split])
+
+
+def squad_set(path: Path, split: str, settings: Settings, embedder, reader) -> list[Asked]:
+    """SQuAD 2.0 articles of one split (calibrate, test or all), indexed as documents.
+
+    The articles are indexed in two halves. Each half's own questions are asked of it, and so
+    are the other half's answerable questions: those are about documents that are not indexed,
+    and must be refused (`off_topic`).
     """
-    answerable, other = [], []
-    for row in rows:
-        question = row["question"]
-        ranked = of_type(question, candidates(question, engine.search(question), engine.idf()))
-        (answerable if row["answerable"] else other).append(ranked[0].score if ranked else 0.0)
-    answerable.sort()
-    allowed = int(max_false_refusals * len(answerable))  # answerable scores we may fall below
-    lowest_kept = answerable[allowed]
-    below = [s for s in answerable + other if s < lowest_kept]
-    return round((lowest_kept + max(below)) / 2 if below else lowest_kept, 4)
-
-
-def qa(engine: Engine, path: Path, split: str = "test", calibrate_first: bool = False) -> dict:
-    """Key-fact rate, Recall@3, refusal rates and quote exactness on one split of a QA set."""
-    rows = read_qa(path)
-    if calibrate_first:
-        threshold = calibrate(engine, [r for r in rows if r.get("split") == "calibrate"])
-        engine.settings = replace(engine.settings, answer_threshold=threshold)
-    rows = [r for r in rows if r.get("split", "test") == split]
-    answerable = [r for r in rows if r["answerable"]]
-    unanswerable = [r for r in rows if not r["answerable"]]
-    docs = {d: doc for ix in engine.indexes.values() for d, doc in ix.docs.items()}
-    key_fact = recall3 = refused = false_refusals = quotes = exact = 0
-    failures = []
-    answers = asyncio.run(_answer_all(engine, [r["question"] for r in rows]))
-    for row, (answer, _) in zip(rows, answers, strict=True):
-        for c in answer.citations:
-            quotes += 1
-            exact += docs[c.chunk.doc_id].text[c.start : c.end] == c.quote
-        if not row["answerable"]:
-            refused += not answer.found
-            if answer.found:
-                failures.append((row["id"], "answered", answer.text))
+    articles = [
+        a
+        for a in read_squad(path)
+        if split == "all" or a.doc.doc_id in {"calibrate": CALIBRATE, "test": TEST}.get(split, ())
+    ]
+    if not articles:
+        raise Error(f"{path} has no articles of the {split!r} split.")
+    halves = articles[0::2], articles[1::2]
+    asked: list[Asked] = []
+    for indexed, other in (halves, halves[::-1]):
+        if not indexed:
             continue
-        hits = engine.search(row["question"], k=3)
-        recall3 += any(_contains(h.chunk.text, row["gold"]) for h in hits)
-        false_refusals += not answer.found
-        if answer.found and _contains(answer.text, row["key_fact"]):
-            key_fact += 1
-        else:
-            failures.append((row["id"], row["question"], answer.text))
-    generated = [stats for _, stats in answers if stats is not None]
-    model = {}
-    if generated:  # a model is configured: how much of what it wrote survived verification
-        model = {
-            "sentences_kept": sum(s.kept for s in generated)
-            / max(1, sum(s.generated for s in generated)),
-            "fallback_rate": sum(s.fell_back for s in generated) / len(generated),
-        }
+        with tempfile.TemporaryDirectory() as tmp:
+            data = Path(tmp) / "data"
+            data.mkdir()
+            for n, article in enumerate(indexed):
+                (data / f"{n:03}.txt").write_text(f"{article.doc.title}\n\n{article.doc.text}\n")
+            local = replace(settings, data_dir=data, state_dir=Path(tmp) / "state")
+            engine = Engine(local, embedder, reader=reader)
+            engine.open()
+            rows = [_squad_row(a, q, False) for a in indexed for q in a.questions]
+            rows += [_squad_row(a, q, True) for a in other for q in a.questions if q.answer]
+            asked += ask_all(engine, rows)
+    return asked
+
+
+def _squad_row(article, q, off_topic: bool) -> dict:
+    answer = article.doc.text[q.answer[0] : q.answer[1]] if q.answer else None
     return {
-        **model,
-        "split": split,
-        "answerable": len(answerable),
-        "unanswerable": len(unanswerable),
-        "threshold": engine.settings.answer_threshold,
-        "key_fact": key_fact / max(1, len(answerable)),
-        "recall@3": recall3 / max(1, len(answerable)),
-        "refused_unanswerable": refused / max(1, len(unanswerable)),
-        "false_refusals": false_refusals / max(1, len(answerable)),
-        "quotes_exact": exact / max(1, quotes),
-        "quotes": quotes,
-        "failures": failures,
+        "id": q.id,
+        "question": q.text,
+        "answerable": q.answer is not None and not off_topic,
+        "key_fact": answer,
+        "off_topic": off_topic,
+    }
+
+
+# Refusing a fair question is the costlier error: at most this share of answerable questions
+# may be refused, 5% on the statement and 10% on SQuAD's harder, encyclopedic questions.
+MAX_FALSE_REFUSALS = {"jsonl": 0.05, "json": 0.10}
+
+
+def question_set(engine: Engine, path: Path, split: str) -> list[Asked]:
+    """A question set by its file type: SQuAD 2.0 JSON, or the project's JSONL."""
+    if path.suffix == ".json":
+        return squad_set(path, split, engine.settings, engine.embedder, engine.reader)
+    return statement_set(engine, path, split)
+
+
+def evaluate(engine: Engine, paths: list[Path], split: str, calibrate: bool) -> dict:
+    """Reports per question set at the engine's threshold, or at one calibrated first on every
+    set's calibrate split (the strictest of their thresholds)."""
+    if calibrate:
+        threshold = min(
+            threshold_for(question_set(engine, p, "calibrate"), MAX_FALSE_REFUSALS[p.suffix[1:]])
+            for p in paths
+        )
+        engine.settings = replace(engine.settings, answer_threshold=threshold)
+    sets = {}
+    for p in paths:
+        asked = question_set(engine, p, split)
+        sets[str(p)] = report(asked, engine.threshold)
+        if engine.generator and p.suffix == ".jsonl":
+            sets[str(p)] |= generated(engine, asked)
+    return {"threshold": engine.threshold, "split": split, "sets": sets}
+
+
+def generated(engine: Engine, asked: list[Asked]) -> dict:
+    """With a model configured: how much of what it wrote for these questions survived
+    verification, through the bot's own path."""
+    answers = asyncio.run(_answer_all(engine, [a.row["question"] for a in asked]))
+    stats = [s for _, s in answers if s is not None]
+    return {
+        "sentences_kept": sum(s.kept for s in stats) / max(1, sum(s.generated for s in stats)),
+        "fallback_rate": sum(s.fell_back for s in stats) / max(1, len(stats)),
     }
 
 
@@ -201,20 +264,143 @@ async def _answer_all(engine: Engine, questions: list[str]) -> list:
     return [await engine.answer(q) for q in questions]
 
 
-def format_qa(r: dict) -> str:
-    lines = [
-        f"split {r['split']}: {r['answerable']} answerable, {r['unanswerable']} unanswerable, "
-        f"threshold {r['threshold']}",
-        f"key fact present        {r['key_fact']:6.1%}",
-        f"gold passage Recall@3   {r['recall@3']:6.1%}",
-        f"unanswerable refused    {r['refused_unanswerable']:6.1%}",
-        f"answerable refused      {r['false_refusals']:6.1%}",
-        f"quotes exact            {r['quotes_exact']:6.1%} of {r['quotes']}",
+def fit_weights(asked: list[Asked], l2: float = 1e-3) -> Weights:
+    """The logistic regression that turns a candidate sentence's evidence (the reader's
+    probability, as a logit, and the sentence's cosine) into the probability that it holds the
+    answer (the key fact); fitted by Newton's method on every candidate of `asked`."""
+    rows, labels = [], []
+    for a in asked:
+        facts = _facts(a.row) if a.row["answerable"] else []
+        for c in a.ranking.candidates:
+            p = min(max(c.evidence[0], 1e-6), 1 - 1e-6)
+            rows.append((math.log(p / (1 - p)), c.evidence[1], 1.0))
+            labels.append(any(_contains(c.text, f) for f in facts))
+    x, y = np.array(rows), np.array(labels, float)
+    w = np.array([1.0, 0.0, 0.0])
+    for _ in range(50):
+        q = 1 / (1 + np.exp(-(x @ w)))
+        gradient = x.T @ (q - y) + l2 * w
+        hessian = (x * (q * (1 - q))[:, None]).T @ x + l2 * np.eye(3)
+        step = np.linalg.solve(hessian, gradient)
+        w -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return Weights(*(round(float(v), 4) for v in w))
+
+
+def _facts(row: dict) -> list[str]:
+    return row["key_fact"] if isinstance(row["key_fact"], list) else [row["key_fact"]]
+
+
+def threshold_for(asked: list[Asked], max_false_refusals: float) -> float:
+    """The highest threshold that refuses at most this share of the answerable questions.
+
+    Refusing a fair question is the costlier error for members, so the bound on false
+    refusals is met first; within it, as many other questions as possible are refused.
+    """
+    answerable = sorted(a.ranking.best for a in asked if a.row["answerable"])
+    others = [a.ranking.best for a in asked if not a.row["answerable"]]
+    lowest_kept = answerable[int(max_false_refusals * len(answerable))]
+    below = [s for s in answerable + others if s < lowest_kept]
+    return round((lowest_kept + max(below)) / 2 if below else lowest_kept, 4)
+
+
+def report(asked: list[Asked], threshold: float) -> dict:
+    """Refusal rates, key facts in the quotes, Recall@3 and quote exactness at a threshold."""
+    counts = dict.fromkeys(
+        (
+            "answerable",
+            "unanswerable",
+            "off_topic",
+            "answered",
+            "key_fact",
+            "false_refusals",
+            "refused",
+            "refused_off_topic",
+            "recall3",
+            "with_gold",
+            "quotes",
+            "exact",
+        ),
+        0,
+    )
+    failures = []
+    for a in asked:
+        row = a.row
+        answer = compose(row["question"], a.ranking, threshold)
+        for c in answer.citations:
+            counts["quotes"] += 1
+            counts["exact"] += (
+                c.chunk.text[c.start - c.chunk.start : c.end - c.chunk.start] == c.quote
+            )
+        if row.get("off_topic"):
+            counts["off_topic"] += 1
+            counts["refused_off_topic"] += not answer.found
+            continue
+        if not row["answerable"]:
+            counts["unanswerable"] += 1
+            counts["refused"] += not answer.found
+            if answer.found:
+                failures.append((row["id"], "answered", answer.text))
+            continue
+        counts["answerable"] += 1
+        if row.get("gold"):
+            counts["with_gold"] += 1
+            counts["recall3"] += any(_contains(h.chunk.text, row["gold"]) for h in a.hits[:3])
+        facts = _facts(row)
+        quoted = " ".join(c.quote for c in answer.citations) if answer.found else ""
+        hit = any(_contains(quoted, f) for f in facts) if quoted else False
+        counts["answered"] += answer.found
+        counts["false_refusals"] += not answer.found
+        counts["key_fact"] += hit
+        if not hit:
+            failures.append((row["id"], row["question"], answer.text))
+    n = counts
+    return {
+        "threshold": threshold,
+        "answerable": n["answerable"],
+        "unanswerable": n["unanswerable"],
+        "off_topic": n["off_topic"],
+        "key_fact": n["key_fact"] / max(1, n["answerable"]),
+        "gold_in_answered": n["key_fact"] / max(1, n["answered"]),
+        "recall@3": n["recall3"] / n["with_gold"] if n["with_gold"] else None,
+        "refused_unanswerable": n["refused"] / max(1, n["unanswerable"]),
+        "refused_off_topic": n["refused_off_topic"] / n["off_topic"] if n["off_topic"] else None,
+        "false_refusals": n["false_refusals"] / max(1, n["answerable"]),
+        "quotes_exact": n["exact"] / max(1, n["quotes"]),
+        "quotes": n["quotes"],
+        "failures": failures,
+    }
+
+
+MISSES_SHOWN = 20
+
+
+def format_qa(name: str, r: dict) -> str:
+    answerable, off_topic = r["answerable"], r["off_topic"]
+    rows = [  # (shown when, label, value)
+        (answerable, "key fact in the quotes", f"{r['key_fact']:6.1%} "),
+        (answerable, "", f"({r['gold_in_answered']:.1%} of those answered)"),
+        (r["recall@3"] is not None, "gold passage Recall@3", f"{r['recall@3'] or 0:6.1%}"),
+        (True, "unanswerable refused", f"{r['refused_unanswerable']:6.1%}"),
+        (answerable, "answerable refused", f"{r['false_refusals']:6.1%}"),
+        (off_topic, "not-indexed questions refused", f"{r['refused_off_topic'] or 0:6.1%}"),
+        (True, "quotes exact", f"{r['quotes_exact']:6.1%} of {r['quotes']}"),
+        ("sentences_kept" in r, "model sentences kept", f"{r.get('sentences_kept', 0):6.1%}"),
+        ("fallback_rate" in r, "fallback to extractive", f"{r.get('fallback_rate', 0):6.1%}"),
     ]
-    if "sentences_kept" in r:
-        lines += [
-            f"model sentences kept    {r['sentences_kept']:6.1%}",
-            f"fallback to extractive  {r['fallback_rate']:6.1%}",
-        ]
-    lines += [f"  miss {i}: {q} -> {a[:120]}" for i, q, a in r["failures"]]
+    lines = [
+        f"{name}: {answerable} answerable, {r['unanswerable']} unanswerable"
+        + (f", {off_topic} about documents not indexed" if off_topic else "")
+        + f"; threshold {r['threshold']}"
+    ]
+    for shown, label, value in rows:
+        if shown and label:
+            lines.append(f"{label:<30} {value}")
+        elif shown:
+            lines[-1] += value
+    misses = r["failures"]
+    lines += [f"  miss {i}: {q} -> {a[:120]}" for i, q, a in misses[:MISSES_SHOWN]]
+    if len(misses) > MISSES_SHOWN:
+        lines.append(f"  and {len(misses) - MISSES_SHOWN} more misses (--json lists them all)")
     return "\n".join(lines)

@@ -65,15 +65,20 @@ def describe(engine: Engine) -> str:
 
 
 def check(settings: Settings) -> list[str]:
-    """`run --check`: settings, token format and the index, without contacting Discord."""
+    """`run --check`: settings, token format, the reader and the index, without contacting
+    Discord."""
     preflight(settings)
-    from index.embedder import Embedder
+    from bot.engine import start
 
-    engine = Engine(settings, Embedder(settings.model))
+    engine = start(settings, load=False)  # a broken READER folder fails here, clearly
     store = engine.shared_store
+    reader = engine.reader
     lines = [
         f"settings ok: {shards(settings)}; state {settings.state_dir}; shared index {store.folder}",
         "token ok (its format; Discord is not contacted)",
+        f"reader ok: {reader.card.layers} layers, threshold {engine.threshold}"
+        if reader
+        else f"no reader (READER=none): similarity scoring, threshold {engine.threshold}",
     ]
     started = time.perf_counter()
     folder = store.current()

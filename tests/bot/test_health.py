@@ -80,7 +80,7 @@ def check(tmp_path, embedder, monkeypatch, capsys):
     return run
 
 
-def test_run_check_validates_settings_token_and_index_then_exits(check, tmp_path):
+def test_run_check_validates_settings_token_and_index_then_exits(check, tmp_path, monkeypatch):
     code, _, err = check("run", "--check")
     assert code == 2 and "No shared index in" in err and "statement-bot index" in err
     assert check("index")[0] == 0
@@ -91,9 +91,16 @@ def test_run_check_validates_settings_token_and_index_then_exits(check, tmp_path
     lines = out.splitlines()
     assert lines[0].startswith("settings ok: shards 1 of 2; state ")
     assert lines[1] == "token ok (its format; Discord is not contacted)"
-    assert lines[2].startswith("shared index ok: v") and "1 document, " in lines[2]
-    assert lines[3] == "servers with uploads here: 1, 1 of them on this process's shards"
+    assert lines[2] == "no reader (READER=none): similarity scoring, threshold 0.201"
+    assert lines[3].startswith("shared index ok: v") and "1 document, " in lines[3]
+    assert lines[4] == "servers with uploads here: 1, 1 of them on this process's shards"
     assert TOKEN not in out + err
+    monkeypatch.setenv("READER", "bundled")
+    assert check("run", "--check")[1].splitlines()[2].startswith("reader ok: 3 layers, threshold")
+    monkeypatch.setenv("READER", str(tmp_path))
+    code, _, err = check("run", "--check")
+    assert code == 2 and "is not a reader model folder" in err
+    monkeypatch.delenv("READER")
 
     version = next(p for p in (tmp_path / "state" / "indexes" / "shared").iterdir() if p.is_dir())
     (version / "vectors.npy").write_bytes(b"damaged")

@@ -11,7 +11,7 @@ from dataclasses import replace
 import pytest
 import pytest_asyncio
 
-from bot.answer import compose
+from bot.answer import Ranking, compose
 from bot.config import Settings
 from bot.llm import REFUSAL, Generator, build_messages, claims, hit_passages, is_refusal
 from bot.records import Answer
@@ -51,8 +51,8 @@ def generator(engine, fake: FakeOpenAI, embedder, **settings: object) -> Generat
 
 def ask(engine, question: str = QUESTION, guild_id: int | None = None):
     """The hits and the extractive fallback, as the engine would pass them."""
-    hits = engine.search(question, guild_id)
-    return hits, compose(question, hits, engine.settings.answer_threshold)
+    _, hits, answer = engine.retrieve(question, guild_id)
+    return hits, answer
 
 
 def passage(hits, text: str) -> int:
@@ -321,7 +321,7 @@ async def test_connection_refused_falls_back(engine, embedder):
 
 
 async def test_no_passages_means_no_model_call(engine, embedder, fake):
-    fallback = compose(QUESTION, [], 0.4)
+    fallback = compose(QUESTION, Ranking((), (), 0.0), 0.4)
     answer, stats = await generator(engine, fake, embedder).answer(QUESTION, [], fallback)
     assert answer == fallback and stats.reason == "no passages" and not fake.requests
 
@@ -490,7 +490,7 @@ async def test_a_claim_moved_onto_another_person_is_caught(engine, embedder, fak
 
 
 async def test_eval_reports_sentences_kept_and_fallback_rate(make_engine, fake, tmp_path):
-    from bot.evaluate import qa
+    from bot.evaluate import evaluate
 
     engine = make_engine(llm_base_url=fake.base_url, llm_model="fake-model")
     rows = [
@@ -516,6 +516,7 @@ async def test_eval_reports_sentences_kept_and_fallback_rate(make_engine, fake, 
     hits = engine.search(QUESTION)
     fake.reply(f"{FORTY} [{passage(hits, 'over 40 years')}].")  # faithful: kept
     fake.reply("Diane Abbott alone bears responsibility for the mess [1].")  # misattributed
-    report = await asyncio.to_thread(qa, engine, path, "test")  # qa runs its own event loop
+    # evaluate runs its own event loop
+    report = (await asyncio.to_thread(evaluate, engine, [path], "test", False))["sets"][str(path)]
     assert report["sentences_kept"] == 0.5 and report["fallback_rate"] == 0.5
     assert report["quotes_exact"] == 1.0 and len(fake.requests) == 2

@@ -1,6 +1,5 @@
 import json
 import os
-import threading
 
 import faiss
 import numpy as np
@@ -51,17 +50,11 @@ def test_k_larger_than_index_returns_what_exists(tmp_path, embedder):
 
 
 def test_a_query_runs_on_one_thread_and_leaves_builds_every_core(engine):
-    before, seen = faiss.omp_get_max_threads(), []
-
-    def query() -> None:
-        engine.search("Who is Momentum's chair?")
-        seen.append(faiss.omp_get_max_threads())
-        make_faiss(np.eye(4, dtype=np.float32), "flat")  # a build in the same worker thread
-        seen.append(faiss.omp_get_max_threads())
-
-    worker = threading.Thread(target=query)
-    worker.start()
-    worker.join()
+    before = faiss.omp_get_max_threads()
+    engine.search("Who is Momentum's chair?")  # on the model worker thread
+    seen = [engine.worker.call(faiss.omp_get_max_threads)]
+    engine.worker.call(make_faiss, np.eye(4, dtype=np.float32), "flat")  # a build there too
+    seen.append(engine.worker.call(faiss.omp_get_max_threads))
     assert seen == [1, os.cpu_count()]
     assert faiss.omp_get_max_threads() == before  # other threads keep their own setting
 
