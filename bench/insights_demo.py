@@ -24,8 +24,7 @@ if str(ROOT) not in sys.path:
 
 from bot.app import StatementBot  # noqa: E402
 from bot.config import Settings  # noqa: E402
-from bot.engine import Engine  # noqa: E402
-from index.embedder import Embedder  # noqa: E402
+from bot.engine import Engine, start  # noqa: E402
 from tests.fake_discord import FakeDiscord, connected  # noqa: E402
 
 GUILD, ASK, MODS, ROLE = (1_610_000_000_000_000_000 + n for n in (1, 2, 3, 9))
@@ -125,8 +124,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         state = args.state or Path(tmp)
         settings = Settings(data_dir=ROOT / "data", state_dir=state, discord_guild_ids=(GUILD,))
-        engine = Engine(settings, Embedder())
-        engine.open()
+        engine = start(settings)
         asyncio.run(scenario(engine, args.json))
     return 0
 

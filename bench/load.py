@@ -409,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-rss-growth-mb", type=float, default=1024)
     args = parser.parse_args(argv)
 
-    from index.embedder import Embedder
+    from bot.engine import start
 
     work = Path(tempfile.mkdtemp(prefix="statement-load-"))
     try:
@@ -418,9 +418,8 @@ def main(argv: list[str] | None = None) -> int:
         shutil.copy(ROOT / "data" / "statement.txt", data)
         settings = Settings(data_dir=data, state_dir=work / "state")
         started = time.perf_counter()
-        engine = Engine(settings, Embedder())
-        engine.open()
-        engine.ask(QUESTIONS[0])  # warm up the model
+        engine = start(settings)
+        engine.ask(QUESTIONS[0])  # warm up the models
         print(
             f"model and index ready in {time.perf_counter() - started:.1f} s; "
             f"the /reindex will embed ~{args.reindex_docs * 20} chunks",

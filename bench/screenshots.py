@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(CHROMIUM).exists():
         print(f"error: {CHROMIUM} is missing (apt-get install -y chromium)", file=sys.stderr)
         return 2
-    from index.embedder import Embedder
+    from bot.engine import start
 
     work = Path(tempfile.mkdtemp(prefix="statement-shots-"))
     try:
@@ -261,8 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings(
             data_dir=work / "data", state_dir=work / "state", discord_guild_ids=(GUILD,)
         )
-        engine = Engine(settings, Embedder())
-        engine.open()
+        engine = start(settings)
         shots = asyncio.run(capture(engine))
         args.out.mkdir(parents=True, exist_ok=True)
         for shot in shots:
