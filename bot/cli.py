@@ -327,7 +327,7 @@ def _train_reader(args, settings: Settings) -> int:
 
     from bot import evaluate
     from index import reader_training
-    from index.reader import SHIPPED
+    from index.reader import SHIPPED, read_meta
 
     squad = sorted(args.squad.glob("*.json")) if args.squad.is_dir() else []
     if not squad:
@@ -335,7 +335,7 @@ def _train_reader(args, settings: Settings) -> int:
     out = args.out or SHIPPED
     logging.getLogger().setLevel(logging.INFO)
     if args.calibrate_only:
-        info = reader_training.read_meta(out)["training"]
+        info = read_meta(out)["training"]
     else:
         info = reader_training.train(
             out,

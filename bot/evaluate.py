@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import tempfile
+from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -21,8 +22,8 @@ from index.chunking import fold
 from index.embedder import Embedder
 from index.errors import Error
 from index.indexer import build
-from index.reader import Weights
-from index.reader_training import CALIBRATE, TEST, read_squad
+from index.reader import Weights, logit
+from index.reader_training import read_squad, split_articles
 from index.records import Document
 from index.search import MODES, search
 from index.store import DocInfo, Params, Store
@@ -182,11 +183,9 @@ def squad_set(path: Path, split: str, settings: Settings, embedder, reader) -> l
     are the other half's answerable questions: those are about documents that are not indexed,
     and must be refused (`off_topic`).
     """
-    articles = [
-        a
-        for a in read_squad(path)
-        if split == "all" or a.doc.doc_id in {"calibrate": CALIBRATE, "test": TEST}.get(split, ())
-    ]
+    articles = read_squad(path)
+    if split != "all":  # held-out articles only
+        articles = split_articles(articles)[split] if split in ("calibrate", "test") else []
     if not articles:
         raise Error(f"{path} has no articles of the {split!r} split.")
     halves = articles[0::2], articles[1::2]
@@ -272,8 +271,7 @@ def fit_weights(asked: list[Asked], l2: float = 1e-3) -> Weights:
     for a in asked:
         facts = _facts(a.row) if a.row["answerable"] else []
         for c in a.ranking.candidates:
-            p = min(max(c.evidence[0], 1e-6), 1 - 1e-6)
-            rows.append((math.log(p / (1 - p)), c.evidence[1], 1.0))
+            rows.append((logit(c.evidence[0]), c.evidence[1], 1.0))
             labels.append(any(_contains(c.text, f) for f in facts))
     x, y = np.array(rows), np.array(labels, float)
     w = np.array([1.0, 0.0, 0.0])
@@ -307,55 +305,36 @@ def threshold_for(asked: list[Asked], max_false_refusals: float) -> float:
 
 def report(asked: list[Asked], threshold: float) -> dict:
     """Refusal rates, key facts in the quotes, Recall@3 and quote exactness at a threshold."""
-    counts = dict.fromkeys(
-        (
-            "answerable",
-            "unanswerable",
-            "off_topic",
-            "answered",
-            "key_fact",
-            "false_refusals",
-            "refused",
-            "refused_off_topic",
-            "recall3",
-            "with_gold",
-            "quotes",
-            "exact",
-        ),
-        0,
-    )
+    n: Counter[str] = Counter()
     failures = []
     for a in asked:
         row = a.row
         answer = compose(row["question"], a.ranking, threshold)
         for c in answer.citations:
-            counts["quotes"] += 1
-            counts["exact"] += (
-                c.chunk.text[c.start - c.chunk.start : c.end - c.chunk.start] == c.quote
-            )
+            n["quotes"] += 1
+            n["exact"] += c.chunk.text[c.start - c.chunk.start : c.end - c.chunk.start] == c.quote
         if row.get("off_topic"):
-            counts["off_topic"] += 1
-            counts["refused_off_topic"] += not answer.found
+            n["off_topic"] += 1
+            n["refused_off_topic"] += not answer.found
             continue
         if not row["answerable"]:
-            counts["unanswerable"] += 1
-            counts["refused"] += not answer.found
+            n["unanswerable"] += 1
+            n["refused"] += not answer.found
             if answer.found:
                 failures.append((row["id"], "answered", answer.text))
             continue
-        counts["answerable"] += 1
+        n["answerable"] += 1
         if row.get("gold"):
-            counts["with_gold"] += 1
-            counts["recall3"] += any(_contains(h.chunk.text, row["gold"]) for h in a.hits[:3])
+            n["with_gold"] += 1
+            n["recall3"] += any(_contains(h.chunk.text, row["gold"]) for h in a.hits[:3])
         facts = _facts(row)
         quoted = " ".join(c.quote for c in answer.citations) if answer.found else ""
         hit = any(_contains(quoted, f) for f in facts) if quoted else False
-        counts["answered"] += answer.found
-        counts["false_refusals"] += not answer.found
-        counts["key_fact"] += hit
+        n["answered"] += answer.found
+        n["false_refusals"] += not answer.found
+        n["key_fact"] += hit
         if not hit:
             failures.append((row["id"], row["question"], answer.text))
-    n = counts
     return {
         "threshold": threshold,
         "answerable": n["answerable"],
@@ -379,8 +358,11 @@ MISSES_SHOWN = 20
 def format_qa(name: str, r: dict) -> str:
     answerable, off_topic = r["answerable"], r["off_topic"]
     rows = [  # (shown when, label, value)
-        (answerable, "key fact in the quotes", f"{r['key_fact']:6.1%} "),
-        (answerable, "", f"({r['gold_in_answered']:.1%} of those answered)"),
+        (
+            answerable,
+            "key fact in the quotes",
+            f"{r['key_fact']:6.1%} ({r['gold_in_answered']:.1%} of those answered)",
+        ),
         (r["recall@3"] is not None, "gold passage Recall@3", f"{r['recall@3'] or 0:6.1%}"),
         (True, "unanswerable refused", f"{r['refused_unanswerable']:6.1%}"),
         (answerable, "answerable refused", f"{r['false_refusals']:6.1%}"),
@@ -394,11 +376,7 @@ def format_qa(name: str, r: dict) -> str:
         + (f", {off_topic} about documents not indexed" if off_topic else "")
         + f"; threshold {r['threshold']}"
     ]
-    for shown, label, value in rows:
-        if shown and label:
-            lines.append(f"{label:<30} {value}")
-        elif shown:
-            lines[-1] += value
+    lines += [f"{label:<30} {value}" for shown, label, value in rows if shown]
     misses = r["failures"]
     lines += [f"  miss {i}: {q} -> {a[:120]}" for i, q, a in misses[:MISSES_SHOWN]]
     if len(misses) > MISSES_SHOWN:

@@ -26,7 +26,7 @@ import numpy as np
 
 from index.chunking import chunk_document, fold
 from index.embedder import Embedder, model_path
-from index.reader import Weights, encode
+from index.reader import Weights, cpu_bf16, encode
 from index.records import Chunk, Document
 
 log = logging.getLogger(__name__)
@@ -99,18 +99,12 @@ def read_squad(path: Path) -> list[Article]:
     return articles
 
 
-def split(articles: Iterable[Article]) -> dict[str, list[Article]]:
+def split_articles(articles: Iterable[Article]) -> dict[str, list[Article]]:
     """Articles for training, calibrating the threshold, and the held-out test."""
     out: dict[str, list[Article]] = {"train": [], "calibrate": [], "test": []}
     for a in articles:
-        part = (
-            "calibrate"
-            if a.doc.doc_id in CALIBRATE
-            else "test"
-            if a.doc.doc_id in TEST
-            else "train"
-        )
-        out[part].append(a)
+        title = a.doc.doc_id
+        out["calibrate" if title in CALIBRATE else "test" if title in TEST else "train"].append(a)
     return out
 
 
@@ -228,7 +222,7 @@ def train(
     torch.manual_seed(seed)
     started = time.perf_counter()
     articles = [a for path in squad for a in read_squad(path)]
-    parts = split(articles)
+    parts = split_articles(articles)
     own = read_squad(written) if written and written.is_file() else []
     embedder = embedder or Embedder()
     data = examples(parts["train"] + own, embedder, seed)
@@ -239,7 +233,7 @@ def train(
     steps = math.ceil(len(data) / batch_size) * epochs
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     schedule = get_linear_schedule_with_warmup(opt, int(0.1 * steps), int(steps))
-    bf16 = device != "cpu" or bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    bf16 = device != "cpu" or cpu_bf16(torch)
     log.info(
         "training on %d examples (%d no-answer) from %d articles, %d steps, bf16 %s",
         len(data),
@@ -314,10 +308,6 @@ def has_held_out(path: Path) -> bool:
     return bool(titles & set(CALIBRATE + TEST))
 
 
-def read_meta(out: Path) -> dict:
-    return json.loads((out / "reader.json").read_text(encoding="utf-8"))
-
-
 def write_meta(
     out: Path,
     threshold: float,
@@ -360,14 +350,11 @@ def _card(out: Path, threshold: float, info: dict, results: dict, weights: Weigh
     size = (out / "model.safetensors").stat().st_size
     rows = []
     for name, r in results["sets"].items():
+        off = "—" if r["refused_off_topic"] is None else f"{r['refused_off_topic']:.1%}"
         rows.append(
             f"| {Path(name).name} | {r['answerable']} / {r['unanswerable']} / {r['off_topic']} "
             f"| {r['false_refusals']:.1%} | {r['refused_unanswerable']:.1%} "
-            f"| {r['refused_off_topic']:.1%} | {r['key_fact']:.1%} | {r['gold_in_answered']:.1%} |"
-            if r["refused_off_topic"] is not None
-            else f"| {Path(name).name} | {r['answerable']} / {r['unanswerable']} / 0 "
-            f"| {r['false_refusals']:.1%} | {r['refused_unanswerable']:.1%} | — "
-            f"| {r['key_fact']:.1%} | {r['gold_in_answered']:.1%} |"
+            f"| {off} | {r['key_fact']:.1%} | {r['gold_in_answered']:.1%} |"
         )
     table = "\n".join(rows)
     articles = ", ".join(info["train_articles"])

@@ -43,10 +43,10 @@ def make_engine(tmp_path: Path, embedder: Embedder, reader: Reader):
 
 
 @pytest.fixture(scope="session")
-def engine(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder, reader: Reader) -> Engine:
-    """One engine over the shipped statement, shared by read-only tests."""
+def engine(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Engine:
+    """One engine over the shipped statement (READER=none, the default), shared by read-only
+    tests."""
     state = tmp_path_factory.mktemp("state")
-    settings = Settings(data_dir=ROOT / "data", state_dir=state)
-    engine = Engine(settings, embedder, reader=reader if settings.reader != "none" else None)
+    engine = Engine(Settings(data_dir=ROOT / "data", state_dir=state), embedder)
     engine.open()
     return engine

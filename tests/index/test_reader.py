@@ -167,7 +167,7 @@ def test_squad_articles_become_documents_with_exact_answer_offsets():
             if q.answer:
                 assert article.doc.text[q.answer[0] : q.answer[1]] == qa["answers"][0]["text"]
     held_out = set(reader_training.CALIBRATE + reader_training.TEST)
-    assert not held_out & {a.doc.doc_id for a in reader_training.split(articles)["train"]}
+    assert not held_out & {a.doc.doc_id for a in reader_training.split_articles(articles)["train"]}
 
 
 def test_shipped_model_is_small_and_calibrated():
