@@ -212,6 +212,18 @@ async def test_ask_defers_then_answers_with_exact_cited_quotes(world: Bot) -> No
     assert assert_no_pings(fake, since) >= 1
 
 
+async def test_the_bundled_reader_answers_and_refuses_through_discord(make_engine) -> None:
+    engine = make_engine(reader="bundled")
+    assert engine.reader is not None  # so the reader, not similarity, ranks the sentences
+    async with running(engine, engine.settings, {GUILD_A: CHANNEL_A}) as (fake, _):
+        _, shown = await ask(fake, CORBYN)
+        assert "over 40 years" in shown["content"]
+        assert any("over 40 years" in q for q in assert_each_quote_once(shown, STATEMENT_TEXT))
+        _, refused = await ask(fake, "What is the boiling point of mercury?")
+        assert refused["content"] == NOT_FOUND and refused["embeds"] == []
+        assert assert_no_pings(fake) >= 2
+
+
 async def test_private_ask_is_ephemeral(world: Bot) -> None:
     fake, _, _ = world
     ix, shown = await ask(fake, CORBYN, private=True)
