@@ -40,6 +40,8 @@ class Settings:
     fetch_timeout: float = 20.0  # seconds for a whole fetch, redirects included
     fetch_connect_timeout: float = 5.0
     fetch_allow_loopback: bool = False  # for tests only: lets links reach 127.0.0.1
+    max_documents_per_server: int = 300  # a server's own documents (uploads and links)
+    max_bytes_per_server: int = 250_000_000  # bytes of a server's stored documents
     shared_index_dir: Path | None = None  # the shared corpus's index; default state_dir/indexes
     guild_index_cache: int = 256_000_000  # bytes of servers' indexes kept loaded (LRU)
     shard_count: int = 0  # 0: as many shards as Discord recommends, all in this process

@@ -3,7 +3,9 @@
 Methods are synchronous and thread-safe. Model and FAISS work runs on the embedder's one worker
 thread (index/worker.py); `answer` awaits it there, so an event loop never blocks. Writes
 (re-index, upload, removal) take one lock and swap the new index in with one assignment, so
-questions keep being answered from the previous index until the new one is published. The
+questions keep being answered from the previous index until the new one is published. What is
+slow or hostile (fetching pages, reading files) happens before that lock is taken. A value a
+user types is only ever looked up among the names in its own server's folder. The
 shared corpus may be served by several processes: one writes it at a time (a file lock), the
 others swap in what it publishes (`refresh`). A server's own data is written only by the process
 serving its shard, and its index is loaded on its first question (bot/cache.py).
@@ -18,7 +20,7 @@ import os
 import shutil
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
 from bot import web
@@ -39,7 +41,7 @@ from bot.llm import Generator, OnText, Stats
 from bot.records import Answer
 from index import pages
 from index.embedder import Embedder
-from index.errors import Busy, DocumentError, Error, IndexDamaged, IndexMismatch
+from index.errors import Busy, DocumentError, Error, IndexDamaged, IndexMismatch, shown
 from index.fetch import fetch
 from index.indexer import Progress, Report, update
 from index.loaders import check_upload, load_bytes, safe_filename, scan
@@ -80,6 +82,7 @@ class Engine:
         self.shared_version = ""  # the name of its version folder
         self.guilds = IndexCache(settings.guild_index_cache, self._load_guild)
         self._write = threading.Lock()  # one write at a time in this process
+        self._reindexing = threading.Lock()  # one re-index at a time, its fetching included
         self._swap = threading.Lock()  # orders refresh() against this process's own re-index
         self._refused = ""  # a published shared version that failed to load, reported once
         self.fetch = functools.partial(
@@ -314,17 +317,25 @@ class Engine:
     def reindex(
         self, guild_id: int | None = None, rebuild: bool = False, progress: Progress | None = None
     ) -> list[Report]:
-        """Re-scan the shared data folder (and this server's uploads) incrementally."""
-        with self._exclusive():
-            if guild_id is not None:
-                self._own(guild_id)
+        """Re-fetch and re-index the shared corpus and, for a server, its own documents.
+
+        Web pages are fetched and read first; the write lock only covers storing and publishing,
+        so a slow or hostile page never holds up another server's upload.
+        """
+        if guild_id is not None:
+            self._own(guild_id)
+        scopes = [SHARED] + ([str(guild_id)] if guild_id and self._uploads(guild_id) else [])
+        if not self._reindexing.acquire(blocking=False):
+            raise Busy()
+        try:
+            fetched = {scope: self._fetch_again(scope) for scope in scopes}
             reports: list[Report] = []
             try:  # each scope is published as soon as it is built
-                with self._store(SHARED).lock():  # one process at a time writes the corpus
-                    reports.append(self._reindex(SHARED, rebuild, progress))
-                if guild_id is not None and self._uploads(guild_id):
-                    self._tidy(guild_id)
-                    reports.append(self._reindex(str(guild_id), rebuild, progress))
+                with self._exclusive(wait=True):
+                    for scope in scopes:
+                        reports.append(
+                            self._store_fetched(scope, fetched[scope], rebuild, progress)
+                        )
             except (OSError, DatabaseError) as err:
                 if not reports:
                     raise _storage_error(err, "the new index") from err
@@ -335,6 +346,30 @@ class Engine:
                     "answering from their previous index.",
                 ) from err
             return reports
+        finally:
+            self._reindexing.release()
+
+    def _fetch_again(self, scope: str) -> list[web.Fetched]:
+        """Fetch a scope's web pages again (and data/sources.txt's), writing nothing."""
+        if scope == SHARED:
+            return web.fetch_again(self._web(), WEB, self.fetch, self._sources())
+        return web.fetch_again(self._docs(int(scope)), UPLOADS, self.fetch)
+
+    def _store_fetched(
+        self, scope: str, fetched: list[web.Fetched], rebuild: bool, progress: Progress | None
+    ) -> Report:
+        """Store a scope's re-fetched pages, then update its index (under the write lock)."""
+        with self._scope_lock(scope):
+            if scope == SHARED:
+                outcomes, read = web.store_fetched(self._web(), WEB, fetched, prune=True)
+            else:
+                self._tidy(int(scope))
+                room = self.settings.max_bytes_per_server
+                outcomes, read = web.store_fetched(
+                    self._docs(int(scope)), UPLOADS, fetched, room=room
+                )
+            _, report = self._update(scope, rebuild, progress, read)
+        return dataclasses.replace(report, fetched=tuple(outcomes))
 
     def add_document(
         self, guild_id: int, filename: str, data: bytes, user_id: int, title: str | None = None
@@ -349,13 +384,14 @@ class Engine:
             path = self._docs(guild_id) / name
             if path.exists():
                 raise DocumentError(f"{name} is already indexed here; remove it first.")
+            self._check_room(guild_id, len(data))
 
             def write() -> None:
                 tmp = path.with_name(f".{name}.part")
                 tmp.write_bytes(data)
                 os.replace(tmp, path)
 
-            return self._add(guild_id, path, write, doc.title, user_id)
+            return self._add(guild_id, path, write, doc, user_id)
 
     def add_url(
         self, guild_id: int, url: str, user_id: int, title: str | None = None
@@ -364,27 +400,32 @@ class Engine:
         self._own(guild_id)
         folder = self._docs(guild_id)
         _not_added(folder, url)  # before any traffic
+        self._check_room(guild_id, 0)
         page = self.fetch(url)  # network, before the lock; raises a clear FetchError
         doc = pages.load_page(page, UPLOADS, title)  # raises before anything is written
         with self._exclusive():
             self._tidy(guild_id)
             _not_added(folder, url)  # again: another admin may have added it meanwhile
+            self._check_room(guild_id, len(page.data))
             path = web.free_name(folder, page, url)
+            doc = dataclasses.replace(doc, doc_id=UPLOADS + path.name)
             meta = pages.WebMeta.of(page, title)
-            write = functools.partial(pages.store, path, page, meta)
-            report = self._add(guild_id, path, write, doc.title, user_id)
-        return report, dataclasses.replace(doc, doc_id=UPLOADS + path.name)
+            report = self._add(
+                guild_id, path, functools.partial(pages.store, path, page, meta), doc, user_id
+            )
+        return report, doc
 
     def _add(
-        self, guild_id: int, path: Path, write: Callable[[], None], title: str, user_id: int
+        self, guild_id: int, path: Path, write: Callable[[], None], doc: Document, user_id: int
     ) -> Report:
-        """Store a validated document with `write`, then index it; on failure leave no trace."""
+        """Store a document read already with `write`, then index it; on failure leave no
+        trace."""
         doc_id = UPLOADS + path.name
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             write()
-            self.db.add_document(guild_id, doc_id, title, user_id)
-            _, report = self._update(str(guild_id))
+            self.db.add_document(guild_id, doc_id, doc.title, user_id)
+            _, report = self._update(str(guild_id), read={doc_id: doc})
         except (OSError, Error) as err:
             pages.discard(path)  # the file and, for a web page, its sidecar
             path.with_name(f".{path.name}.part").unlink(missing_ok=True)
@@ -398,17 +439,18 @@ class Engine:
     def add_source(self, url: str, title: str | None = None) -> tuple[Report, Document]:
         """Add a web page to the shared corpus: listed in data/sources.txt, fetched, indexed."""
         listing = self.settings.data_dir / web.SOURCES
-        if url in web.read_sources(listing):
+        if url in self._sources():
             raise Error(f"{url} is already in {listing}; `statement-bot index` fetches it again.")
         page = self.fetch(url)
         doc = pages.load_page(page, WEB, title)  # raises before anything is written
         with self._exclusive(), self._store(SHARED).lock():
             path = web.free_name(self._web(), page, url)
+            doc = dataclasses.replace(doc, doc_id=WEB + path.name)
             before = listing.read_bytes() if listing.is_file() else None
             try:
                 pages.store(path, page, pages.WebMeta.of(page, title))
                 web.add_source(listing, url, title)
-                _, report = self._update(SHARED)
+                _, report = self._update(SHARED, read={doc.doc_id: doc})
             except (OSError, Error) as err:
                 pages.discard(path)
                 if before is None:
@@ -416,16 +458,14 @@ class Engine:
                 else:
                     listing.write_bytes(before)
                 raise _storage_error(err) from err
-        return report, dataclasses.replace(doc, doc_id=WEB + path.name)
+        return report, doc
 
     def remove_document(self, guild_id: int, doc_id: str) -> Report:
         """Remove one of this server's uploads and its chunks."""
         self._own(guild_id)
         with self._exclusive():
             self._tidy(guild_id)
-            path = self._docs(guild_id) / doc_id.removeprefix(UPLOADS)
-            if not doc_id.startswith(UPLOADS) or not path.is_file():
-                raise DocumentError(f"{doc_id} is not one of this server's documents.")
+            path = self._document(guild_id, doc_id)
             trash = path.with_name(f".{path.name}.removed")
             try:
                 os.replace(path, trash)  # restorable until the new index is published
@@ -445,11 +485,15 @@ class Engine:
             return report
 
     def _update(
-        self, scope: str, rebuild: bool = False, progress: Progress | None = None
+        self,
+        scope: str,
+        rebuild: bool = False,
+        progress: Progress | None = None,
+        read: dict[str, Document] | None = None,
     ) -> tuple[Index, Report]:
         """Build and publish a scope's index and answer from it (for the shared one, hold its
         store's lock: the version published is then the one in CURRENT)."""
-        index, report = self._build(scope, rebuild, progress)
+        index, report = self._build(scope, rebuild, progress, read)
         self._set(scope, index, self._store(scope).current() if scope == SHARED else None)
         return index, report
 
@@ -461,7 +505,11 @@ class Engine:
             self.guilds.put(int(scope), index if len(index) else None)
 
     def _build(
-        self, scope: str, rebuild: bool = False, progress: Progress | None = None
+        self,
+        scope: str,
+        rebuild: bool = False,
+        progress: Progress | None = None,
+        read: dict[str, Document] | None = None,
     ) -> tuple[Index, Report]:
         guild = scope != SHARED
         root = self._docs(int(scope)) if guild else self.settings.data_dir
@@ -478,23 +526,14 @@ class Engine:
             progress=progress,
             extra=[] if guild else [(p, WEB + p.name) for p in pages.stored(self._web()).values()],
             exclude=() if guild else (web.SOURCES,),
+            read=read,
         )
         if guild and not len(index):  # the last upload was removed
             shutil.rmtree(self._store(scope).folder, ignore_errors=True)
         return index, report
 
-    def _reindex(self, scope: str, rebuild: bool, progress: Progress | None) -> Report:
-        """Re-fetch a scope's web pages, then update its index."""
-        fetched = tuple(self._refresh(scope))
-        _, report = self._update(scope, rebuild=rebuild, progress=progress)
-        return dataclasses.replace(report, fetched=fetched)
-
-    def _refresh(self, scope: str) -> list[tuple[str, str]]:
-        """Re-fetch a scope's web pages (and, for the shared corpus, data/sources.txt's)."""
-        if scope != SHARED:
-            return web.refresh(self._docs(int(scope)), UPLOADS, self.fetch)
-        wanted = web.read_sources(self.settings.data_dir / web.SOURCES)
-        return web.refresh(self._web(), WEB, self.fetch, wanted)
+    def _sources(self) -> dict[str, str | None]:
+        return web.read_sources(self.settings.data_dir / web.SOURCES)
 
     def _web(self) -> Path:
         return self.settings.state_dir / "web"
@@ -505,13 +544,51 @@ class Engine:
         self._finish_interrupted(guild_id)
 
     @contextmanager
-    def _exclusive(self) -> Iterator[None]:
-        if not self._write.acquire(blocking=False):
+    def _exclusive(self, wait: bool = False) -> Iterator[None]:
+        """This process's one write at a time; `wait` for a write in progress (an upload) to
+        finish, up to a minute, instead of refusing at once."""
+        if not (self._write.acquire(timeout=60) if wait else self._write.acquire(blocking=False)):
             raise Busy()
         try:
             yield
         finally:
             self._write.release()
+
+    def _scope_lock(self, scope: str) -> AbstractContextManager:
+        """The shared corpus is written by one process at a time; a server's by its shard's."""
+        return self._store(SHARED).lock() if scope == SHARED else nullcontext()
+
+    def _document(self, guild_id: int, doc_id: str) -> Path:
+        """The file of one of this server's own documents; anything else is refused.
+
+        `doc_id` is typed by a user: it is only ever looked up among the names this server's
+        folder holds, never joined onto a path as it is (no ../, links or absolute paths).
+        """
+        folder = self._docs(guild_id)
+        name = doc_id.removeprefix(UPLOADS) if doc_id.startswith(UPLOADS) else ""
+        names = {p.name: p for p, _ in scan(folder)} if folder.is_dir() else {}
+        path = names.get(name)
+        if path is None or path.is_symlink() or path.resolve().parent != folder.resolve():
+            raise DocumentError(
+                f"{shown(doc_id)} is not one of this server's documents; "
+                "/docs list shows them (shared documents cannot be removed from a server)."
+            )
+        return path
+
+    def _check_room(self, guild_id: int, size: int) -> None:
+        """Refuse a document past this server's quotas (MAX_DOCUMENTS/BYTES_PER_SERVER)."""
+        most, room = self.settings.max_documents_per_server, self.settings.max_bytes_per_server
+        if len(self._uploads(guild_id)) >= most:
+            raise DocumentError(
+                f"This server already has {most:,} documents, the most it can keep "
+                "(MAX_DOCUMENTS_PER_SERVER); remove one with /docs remove first."
+            )
+        used = web.folder_bytes(self._docs(guild_id))
+        if used + size > room:
+            raise DocumentError(
+                f"This server's documents take {used:,} bytes; adding {size:,} more would pass "
+                f"its limit of {room:,} bytes (MAX_BYTES_PER_SERVER). Remove some first."
+            )
 
     def _store(self, scope: str) -> Store:
         if scope == SHARED and self.settings.shared_index_dir is not None:

@@ -7,6 +7,7 @@ import dataclasses
 import logging
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
@@ -55,34 +56,40 @@ def add_source(path: Path, url: str, title: str | None) -> None:
     path.write_text(text + ("" if not text or text.endswith("\n") else "\n") + line + "\n")
 
 
-def refresh(
-    folder: Path, prefix: str, fetch: Fetch, wanted: Mapping[str, str | None] | None = None
-) -> list[tuple[str, str]]:
-    """Re-fetch the pages stored in `folder`, conditionally; return (doc_id, outcome) for each.
+@dataclass(frozen=True)
+class Fetched:
+    """A page fetched again and read, not yet stored (`store_fetched` writes it)."""
 
-    With `wanted` ({url: title}, the sources file), pages it lists but `folder` lacks are fetched
-    and stored pages it no longer lists are removed. A page that cannot be fetched or read keeps
-    its previous copy; its outcome says why.
+    url: str
+    body: Path | None  # the copy stored earlier, if any
+    meta: WebMeta | None  # the sidecar to write; None when the page could not be refreshed
+    page: Page | None = None  # None when unchanged (304 Not Modified, or the same bytes)
+    doc: Document | None = None  # read from `page`, with a provisional doc_id
+    error: str = ""  # why it could not be refreshed
+
+
+def fetch_again(
+    folder: Path, prefix: str, fetch: Fetch, wanted: Mapping[str, str | None] | None = None
+) -> list[Fetched]:
+    """Re-fetch (conditionally) and read the pages stored in `folder`, writing nothing.
+
+    With `wanted` ({url: title}, the sources file), pages it lists but `folder` lacks are
+    fetched too. Network and extraction happen here, before any lock is taken.
     """
     have = stored(folder)
     if wanted is None:  # each page keeps the title it was added with
         wanted = {url: meta.title for url, body in have.items() if (meta := meta_of(body))}
-    for url, body in have.items():
-        if url not in wanted:
-            discard(body)
-            log.info("removed %s: no longer in %s", body.name, SOURCES)
     with ThreadPoolExecutor(FETCHERS) as pool:
         futures = [
-            pool.submit(_refresh_one, folder, prefix, fetch, url, have.get(url), title)
+            pool.submit(_fetch_one, prefix, fetch, url, have.get(url), title)
             for url, title in wanted.items()
         ]
         return [f.result() for f in futures]
 
 
-def _refresh_one(
-    folder: Path, prefix: str, fetch: Fetch, url: str, body: Path | None, title: str | None
-) -> tuple[str, str]:
-    shown = prefix + body.name if body else url
+def _fetch_one(
+    prefix: str, fetch: Fetch, url: str, body: Path | None, title: str | None
+) -> Fetched:
     try:
         meta = read_meta(body) if body else None
         page = fetch(url, etag=meta and meta.etag, last_modified=meta and meta.last_modified)
@@ -90,18 +97,51 @@ def _refresh_one(
             # 304 Not Modified, or the same bytes: only the record of the fetch changes
             fresh = meta if page is None else WebMeta.of(page, title)
             now = datetime.now(UTC).isoformat(timespec="seconds")
-            write_meta(body, dataclasses.replace(fresh, fetched_at=now, title=title))
-            return shown, "unchanged"
-        target = body if body and body.suffix == page.kind else free_name(folder, page, url)
-        load_page(page, prefix + target.name, title)  # refuses a page with no usable text
-        store(target, page, WebMeta.of(page, title))
-        if body and body != target:
-            discard(body)
-        return prefix + target.name, "changed" if body else "added"
+            return Fetched(url, body, dataclasses.replace(fresh, fetched_at=now, title=title))
+        doc = load_page(page, prefix, title)  # refuses a page with no usable text
+        return Fetched(url, body, WebMeta.of(page, title), page, doc)
     except (DocumentError, OSError) as err:
-        log.warning("could not refresh %s: %s", url, err)
-        kept = " The copy fetched earlier is kept." if body else ""
-        return shown, f"{err}{kept}"
+        error = str(err)
+    except Exception:  # a hostile page must never stop the others: logged, reported, skipped
+        log.exception("refreshing %s failed", url)
+        error = f"{url} could not be refreshed (an unexpected error, logged for the operator)."
+    log.warning("could not refresh %s: %s", url, error)
+    return Fetched(url, body, None, error=error)
+
+
+def store_fetched(
+    folder: Path, prefix: str, fetched: list[Fetched], prune: bool = False, room: int = -1
+) -> tuple[list[tuple[str, str]], dict[str, Document]]:
+    """Store what `fetch_again` found, one page after another (so names stay unique); with
+    `prune`, remove stored pages it did not ask for; `room` bounds the folder's bytes (-1: no
+    bound). Returns (doc_id, outcome) for each page and the documents read, by doc_id."""
+    have = stored(folder)
+    if prune:
+        for url in have.keys() - {f.url for f in fetched}:
+            discard(have[url])
+            log.info("removed %s: no longer in %s", have[url].name, SOURCES)
+    outcomes, read = [], {}
+    for f in fetched:
+        shown = prefix + f.body.name if f.body else f.url
+        if f.meta is None:
+            kept = " The copy fetched earlier is kept." if f.body else ""
+            outcomes.append((shown, f.error + kept))
+        elif have.get(f.url) != f.body:  # removed or added by an admin meanwhile: theirs wins
+            outcomes.append((shown, "It was removed or added again meanwhile; left as it is."))
+        elif f.page is None:
+            write_meta(f.body, f.meta)
+            outcomes.append((shown, "unchanged"))
+        elif room >= 0 and folder_bytes(folder) + len(f.page.data) - _size(f.body) > room:
+            outcomes.append((shown, f"{f.url} has grown past this server's storage limit."))
+        else:
+            target = f.body if f.body and f.body.suffix == f.page.kind else None
+            target = target or free_name(folder, f.page, f.url)
+            store(target, f.page, f.meta)
+            if f.body and f.body != target:
+                discard(f.body)
+            read[prefix + target.name] = dataclasses.replace(f.doc, doc_id=prefix + target.name)
+            outcomes.append((prefix + target.name, "changed" if f.body else "added"))
+    return outcomes, read
 
 
 def free_name(folder: Path, page: Page, url: str) -> Path:
@@ -113,6 +153,18 @@ def free_name(folder: Path, page: Page, url: str) -> Path:
         n += 1
         name = f"{stem}-{n}{page.kind}"
     return folder / name
+
+
+def folder_bytes(folder: Path) -> int:
+    """Bytes of every file in a server's document folder (bodies and their records)."""
+    return sum(_size(p) for p in folder.iterdir()) if folder.is_dir() else 0
+
+
+def _size(path: Path | None) -> int:
+    try:
+        return path.stat().st_size if path is not None and path.is_file() else 0
+    except OSError:
+        return 0
 
 
 # -- reading ----------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,9 +53,12 @@ def update(
     progress: Progress | None = None,
     extra: Sequence[tuple[Path, str]] = (),
     exclude: Collection[str] = (),
+    read: Mapping[str, Document] | None = None,
 ) -> tuple[Index, Report]:
     """Bring the index in `store` up to date with the documents under `root`, and the `extra`
-    (path, doc_id) files; `exclude` names files under `root` that are not documents."""
+    (path, doc_id) files; `exclude` names files under `root` that are not documents. `read`
+    holds documents the caller has just read from these very files ({doc_id: Document}): they
+    are not read again, so an untrusted file is read before a write lock, not under it."""
     started = time.perf_counter()
     titles = titles or {}
     previous = None if rebuild else _previous(store, params)
@@ -82,15 +85,18 @@ def update(
         if old and old.sha256 == sha and (title is None or title == old.title):
             docs[doc_id] = (previous.docs[doc_id], old)
             continue
-        try:
-            if meta:
-                doc = load_stored(data, meta, doc_id, title)
-            else:
-                doc = load_bytes(path.name, data, doc_id, title)
-        except DocumentError as err:
-            skipped.append((doc_id, str(err)))
-            log.warning("skipped %s: %s", doc_id, err)
-            continue
+        doc = (read or {}).get(doc_id)
+        if doc is None or title not in (None, doc.title):
+            try:
+                doc = (
+                    load_stored(data, meta, doc_id, title)
+                    if meta
+                    else load_bytes(path.name, data, doc_id, title)
+                )
+            except DocumentError as err:
+                skipped.append((doc_id, str(err)))
+                log.warning("skipped %s: %s", doc_id, err)
+                continue
         docs[doc_id] = (doc, DocInfo(doc_id, doc.title, str(path), sha, 0, now))
 
     chosen = None

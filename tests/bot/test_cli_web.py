@@ -106,3 +106,54 @@ def test_a_hostile_link_from_the_terminal_changes_nothing(cli, web, tmp_path, ur
     assert listing.read_bytes() == before
     cache = tmp_path / "state" / "web"
     assert not cache.exists() or not any(cache.iterdir())
+
+
+def test_one_hostile_source_never_stops_the_others(cli, web, tmp_path, monkeypatch):
+    monkeypatch.setenv("FETCH_TIMEOUT", "2")
+    web.routes["/undefined"] = Reply(
+        200,
+        PAGE.replace("Herons", "Egrets").encode(),
+        {"Content-Type": "text/html; charset=undefined"},
+    )
+    web.routes["/accents"] = Reply(302, b"", {"Location": "/caf\u00e9/\u00fcber"})
+    web.routes["/no-text"] = Reply(200, b"<html><body><script>app()</script></body></html>")
+    hostile = [web.url(p) for p in ("/drip", "/accents", "/no-text")]
+    listing = tmp_path / "data" / "sources.txt"
+    listing.write_text("\n".join([web.url("/herons"), *hostile, web.url("/undefined")]) + "\n")
+    code, out, err = cli("index")
+    assert code == 0 and "Traceback" not in out + err, err
+    assert "fetched web/127-0-0-1-herons.html: added" in out
+    assert "fetched web/127-0-0-1-undefined.html: added" in out  # read as UTF-8, as browsers do
+    assert "documents: 3 " in out
+    for url in hostile:
+        [line] = [x for x in out.splitlines() if x.startswith(f"not refreshed {url}: ")]
+        assert len(line) < 400, line
+    assert f"not refreshed {hostile[0]}: {hostile[0]} did not answer completely within 2 s." in out
+
+
+def test_pages_that_would_share_a_file_name_are_all_kept(cli, web, tmp_path):
+    web.routes["/same-name"] = Reply(200, PAGE.encode())
+    web.routes["/same_name"] = Reply(200, PAGE.replace("Grey herons", "Little egrets").encode())
+    listing = tmp_path / "data" / "sources.txt"
+    listing.write_text(f"{web.url('/same-name')}\n{web.url('/same_name')}\n", encoding="utf-8")
+    code, out, err = cli("index")
+    assert code == 0, err
+    assert "fetched web/127-0-0-1-same-name.html: added" in out
+    assert "fetched web/127-0-0-1-same-name-2.html: added" in out
+    assert "documents: 3 " in out
+    code, out, _ = cli("search", "little egrets nest", "--json")
+    assert any("Little egrets" in h["text"] for h in json.loads(out))
+
+
+def test_a_page_with_only_a_date_is_asked_if_modified_since(cli, web, tmp_path):
+    stamp = "Wed, 21 Oct 2015 07:28:00 GMT"
+    web.routes["/dated"] = Reply(
+        200, PAGE.encode(), {"Content-Type": "text/html", "Last-Modified": stamp}
+    )
+    (tmp_path / "data" / "sources.txt").write_text(web.url("/dated") + "\n", encoding="utf-8")
+    code, out, _ = cli("index")
+    assert "fetched web/127-0-0-1-dated.html: added" in out
+    code, out, _ = cli("index")
+    assert "fetched web/127-0-0-1-dated.html: unchanged" in out and "re-embedded: 0 " in out
+    last = [headers for path, headers in web.requests if path == "/dated"][-1]
+    assert last.get("If-Modified-Since") == stamp and "If-None-Match" not in last

@@ -270,3 +270,57 @@ async def test_reindex_refetches_conditionally_and_reembeds_only_what_changed(
         )
     finally:
         await remove(bot, doc_id)
+
+
+CLIMBING = [
+    "uploads/../../{other}/docs/{name}",
+    "uploads/../../../../data/statement.txt",
+    "uploads/../../../bot.sqlite3",
+    "uploads/%2e%2e/%2e%2e/{other}/docs/{name}",
+    "uploads/..\\..\\{other}\\docs\\{name}",
+    "uploads/{name}",  # the other server's document, asked for by name
+    "uploads/{name}.web.json",
+    "uploads/",
+    "uploads/..",
+    "uploads/./{name}",
+    "uploads//etc/passwd",
+    "/etc/passwd",
+    "statement.txt",
+    "uploads/x\x00y.txt",
+    "uploads/" + "../" * 600 + "etc/passwd",
+]
+
+
+async def test_remove_takes_only_this_servers_document_names_whatever_is_typed(
+    bot: FakeDiscord, engine: Engine, web: WebServer
+) -> None:
+    """/docs remove's value is typed (autocomplete only suggests): climbing out of the server's
+    folder to another server's document, the shared statement or the database removes nothing."""
+    web.routes["/herons"] = Reply(200, HERONS.format("Grey herons nest on the islands.").encode())
+    added = await add(bot, web.url("/herons"), guild=GUILD_B)
+    doc_id = re.search(r"Added `(uploads/[^`]+)`", added["content"])[1]
+    theirs = engine.settings.state_dir / "guilds" / str(GUILD_B) / "docs" / doc_id[8:]
+    try:
+        state, statement = engine.settings.state_dir, engine.settings.data_dir / "statement.txt"
+        before, text = state_snapshot(state), statement.read_bytes()
+        for value in CLIMBING:
+            value = value.format(other=GUILD_B, name=theirs.name)
+            shown = await remove(bot, value)
+            assert shown["content"].endswith(
+                "is not one of this server's documents; /docs list shows them "
+                "(shared documents cannot be removed from a server)."
+            ), (value, shown["content"])
+            assert "\n" not in shown["content"] and len(shown["content"]) < 300
+        assert state_snapshot(state) == before and statement.read_bytes() == text
+        assert theirs.is_file() and doc_id in engine.indexes[str(GUILD_B)].infos
+        suggested = await bot.autocomplete(
+            "docs", "remove", "document", "herons", guild_id=GUILD_A, user_id=next(_users),
+            permissions=MANAGE_GUILD,
+        )  # fmt: skip
+        assert suggested == []  # another server's document is never suggested
+    finally:
+        removed = await command(
+            bot, "docs", {"document": doc_id}, guild=GUILD_B, subcommand="remove",
+            permissions=MANAGE_GUILD,
+        )  # fmt: skip
+    assert removed["content"] == f"Removed `{doc_id}`." and not theirs.exists()
