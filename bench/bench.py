@@ -28,9 +28,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot.answer import PASSAGES  # noqa: E402
 from bot.config import Settings  # noqa: E402
 from bot.engine import Engine  # noqa: E402
+from bot.engine.extractive import PASSAGES  # noqa: E402
 from index.chunking import chunk_document, fold  # noqa: E402
 from index.chunks import Chunks  # noqa: E402
 from index.embedder import Embedder  # noqa: E402

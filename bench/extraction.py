@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from index.loaders import load_bytes  # noqa: E402
-from index.pages import extract  # noqa: E402
+from index.web.pages import extract  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures" / "web"
 _TOKEN = re.compile(r"\w+")

@@ -1,7 +1,7 @@
 """Open generated citation links in headless Chromium and report which land on the exact quote.
 
 `python bench/fragments.py` checks the links the test checks
-(tests/index/test_fragments_browser.py); `--all` checks every sentence of every saved page.
+(tests/index/web/test_fragments_browser.py); `--all` checks every sentence of every saved page.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.index.test_fragments_browser import check  # noqa: E402
+from tests.index.web.test_fragments_browser import check  # noqa: E402
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bot.insights import GROUP_THRESHOLD, CachedEncode, group, pair_scores  # noqa: E402
+from bot.engine.insights import GROUP_THRESHOLD, CachedEncode, group, pair_scores  # noqa: E402
 from index.embedder import Embedder  # noqa: E402
 
 ORDERS = 5

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bot.app import StatementBot  # noqa: E402
+from bot.app.client import StatementBot  # noqa: E402
 from bot.config import Settings  # noqa: E402
 from bot.engine import Engine, start  # noqa: E402
 from tests.fake_discord import FakeDiscord, connected  # noqa: E402

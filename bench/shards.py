@@ -174,7 +174,7 @@ def main() -> int:
     per_index = (eager["rss_started"] - results["lazy"]["rss_started"]) / args.servers
     estimate = eager["cache_bytes"] / eager["cached"]
     print(f"\nmeasured RSS per loaded server index: {per_index / 1e3:.0f} KB; ", end="")
-    print(f"the cache's estimate (bot/cache.py footprint): {estimate / 1e3:.0f} KB")
+    print(f"the cache's estimate (bot/engine/cache.py footprint): {estimate / 1e3:.0f} KB")
     print(f"load average (1, 5, 15 min) at the end: {os.getloadavg()}")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=1))

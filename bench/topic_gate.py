@@ -22,9 +22,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bot import evaluate  # noqa: E402
-from bot.answer import PASSAGES, Ranking  # noqa: E402
 from bot.config import Settings  # noqa: E402
 from bot.engine import start  # noqa: E402
+from bot.engine.extractive import PASSAGES, Ranking  # noqa: E402
 
 SQUAD = ROOT.parent / "shared" / "train" / "squad2" / "dev-18-articles.json"
 

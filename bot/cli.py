@@ -119,7 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "train-reader", parents=[common], help="train the answer reader, calibrate and measure it"
     )
-    p.add_argument("--out", type=Path, help="model folder (default index/reader_model)")
+    p.add_argument("--out", type=Path, help="model folder (default index/reader/weights)")
     p.add_argument(
         "--squad",
         type=Path,
@@ -282,7 +282,7 @@ def _add(args, settings: Settings) -> int:
 
 
 def _index(args, settings: Settings) -> int:
-    from bot.web import FETCHED
+    from index.web.sources import FETCHED
 
     started = time.perf_counter()
     engine = _engine(settings, load=False)
@@ -326,8 +326,7 @@ def _train_reader(args, settings: Settings) -> int:
     import dataclasses
 
     from bot import evaluate
-    from index import reader_training
-    from index.reader import SHIPPED, read_meta
+    from index.reader import SHIPPED, card, read_meta, training
 
     squad = sorted(args.squad.glob("*.json")) if args.squad.is_dir() else []
     if not squad:
@@ -337,7 +336,7 @@ def _train_reader(args, settings: Settings) -> int:
     if args.calibrate_only:
         info = read_meta(out)["training"]
     else:
-        info = reader_training.train(
+        info = training.train(
             out,
             squad,
             layers=args.layers,
@@ -346,8 +345,8 @@ def _train_reader(args, settings: Settings) -> int:
             seed=args.seed,
             device=args.device,
         )
-        reader_training.write_meta(out, 0.5, info)  # calibrated below
-    sets = [args.qa, *(p for p in squad if reader_training.has_held_out(p))]
+        card.write_meta(out, 0.5, info)  # calibrated below
+    sets = [args.qa, *(p for p in squad if card.has_held_out(p))]
     with tempfile.TemporaryDirectory() as tmp:
         local = dataclasses.replace(
             settings, reader=str(out), answer_threshold=None, state_dir=Path(tmp)
@@ -357,7 +356,7 @@ def _train_reader(args, settings: Settings) -> int:
         weights = evaluate.fit_weights(calibration)
         engine.reader.card = dataclasses.replace(engine.reader.card, weights=weights)
         results = evaluate.evaluate(engine, sets, "test", calibrate=True)
-    reader_training.write_meta(out, results["threshold"], info, results, weights)
+    card.write_meta(out, results["threshold"], info, results, weights)
     for name, r in results["sets"].items():
         print(evaluate.format_qa(f"{name} (test)", r))
     print(f"weights {weights}; threshold {results['threshold']}; model and card in {out}")
@@ -366,8 +365,8 @@ def _train_reader(args, settings: Settings) -> int:
 
 def _reports(args, settings: Settings, downvoted: int):
     """Insights for one server or every server on record; the model embeds the questions."""
-    from bot.db import Database
-    from bot.insights import build
+    from bot.engine.db import Database
+    from bot.engine.insights import build
     from index.embedder import Embedder
 
     if args.days is not None and args.days < 1:
@@ -382,7 +381,7 @@ def _reports(args, settings: Settings, downvoted: int):
 
 
 def _insights(args, settings: Settings) -> int:
-    from bot.insights import format_text, to_dict
+    from bot.engine.insights import format_text, to_dict
 
     reports = _reports(args, settings, downvoted=10)
     if args.json:
@@ -393,7 +392,7 @@ def _insights(args, settings: Settings) -> int:
 
 
 def _export(args, settings: Settings) -> int:
-    from bot.insights import regression_rows
+    from bot.engine.insights import regression_rows
 
     rows = regression_rows(_reports(args, settings, downvoted=10_000))
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -413,7 +412,7 @@ def _run(args, settings: Settings) -> int:
 
         print("\n".join(check(settings)))
         return 0
-    from bot.app import run
+    from bot.app.client import run
 
     return run(settings)
 

@@ -14,16 +14,16 @@ from pathlib import Path
 
 import numpy as np
 
-from bot.answer import Ranking, compose
 from bot.config import Settings
 from bot.engine import Engine
-from bot.insights import slots_filled
+from bot.engine.extractive import Ranking, compose
+from bot.engine.insights import slots_filled
 from index.chunking import fold
 from index.embedder import Embedder
 from index.errors import Error
 from index.indexer import build
 from index.reader import Weights, logit
-from index.reader_training import read_squad, split_articles
+from index.reader.squad import read_squad, split_articles
 from index.records import Document
 from index.search import MODES, search
 from index.store import DocInfo, Params, Store

@@ -16,9 +16,9 @@ from index.chunking import chunk_document, fold
 from index.embedder import Embedder
 from index.errors import DocumentError, IndexDamaged
 from index.loaders import load_bytes, scan
-from index.pages import load_stored, read_meta
 from index.records import Chunk, Document
 from index.store import ANN_THRESHOLD, DocInfo, Index, Params, Store, choose_kind
+from index.web.pages import load_stored, read_meta
 
 log = logging.getLogger(__name__)
 

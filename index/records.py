@@ -14,7 +14,7 @@ class Document:
     text: str
     source: str  # the file it came from
     pages: tuple[int, ...] = ()  # start offset of each page, for paged formats (PDF)
-    # Documents from the web (index/pages.py); empty for files.
+    # Documents from the web (index/web/pages.py); empty for files.
     url: str = ""  # what citations link to
     page_text: str = ""  # the page's rendered text, one block a line: text fragments match it
     author: str = ""

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from bot.app import StatementBot
+from bot.app.client import StatementBot
 from bot.config import Settings
 from bot.engine import Engine
 from index.chunking import paragraphs, sentences

@@ -33,11 +33,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import index.store
-from bot.answer import NOT_FOUND, RELATED, QuestionError
 from bot.config import Settings
-from bot.db import Database
 from bot.engine import SHARED, Engine
-from bot.records import Answer
+from bot.engine.answers import Answer
+from bot.engine.db import Database
+from bot.engine.extractive import NOT_FOUND, RELATED, QuestionError
 from index.errors import DocumentError, Error
 from index.worker import Worker
 from tests.conftest import ROOT, STATEMENT
@@ -460,9 +460,9 @@ def test_damaged_index_is_detected_logged_and_rebuilt(damage, tmp_path, caplog, 
     hurt(store / old / name)
 
     engine = Engine(settings_for(data, state), HashEmbedder())  # storage, not model quality
-    with caplog.at_level(logging.ERROR, logger="bot.engine"):
+    with caplog.at_level(logging.ERROR, logger="bot.engine.corpus"):
         engine.open()
-    [record] = [r for r in caplog.records if r.name == "bot.engine"]
+    [record] = [r for r in caplog.records if r.name == "bot.engine.corpus"]
     assert "Rebuilding it" in record.getMessage()
     assert re.search(r"damaged|no readable manifest", record.getMessage())
     current, entries = live_versions(store)
@@ -485,7 +485,7 @@ def test_damaged_server_index_is_rebuilt_with_its_titles(tmp_path, embedder, cap
     _truncate(store / current / "vectors.npy")
 
     again = Engine(settings_for(data, state), embedder)
-    with caplog.at_level(logging.ERROR, logger="bot.engine"):
+    with caplog.at_level(logging.ERROR, logger="bot.engine.corpus"):
         again.open()
         answer = again.ask(ZEBRA_QUESTION, guild_id=42)  # the server's index loads on first use
     assert any("fails its checksum" in r.getMessage() for r in caplog.records)
@@ -498,7 +498,7 @@ def test_damaged_server_index_is_rebuilt_with_its_titles(tmp_path, embedder, cap
 HAMMER = r"""
 import sys
 from pathlib import Path
-from bot.db import Database
+from bot.engine.db import Database
 db = Database(Path(sys.argv[1]))
 first, i = int(sys.argv[2]), 0
 while True:
@@ -1135,7 +1135,7 @@ def _all_logging_at_debug():
 async def test_token_is_never_logged_nor_echoed(tmp_path, embedder, capfd, monkeypatch):
     import discord
 
-    from bot.app import StatementBot, point_at
+    from bot.app.client import StatementBot, point_at
     from tests.fake_discord import FakeDiscord
 
     secret = _secret()

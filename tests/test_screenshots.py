@@ -7,9 +7,9 @@ import html
 import shutil
 
 from bench.screenshots import EPHEMERAL, GUILD, Shot, capture, markdown, message_html, page
-from bot.answer import NOT_FOUND
 from bot.config import Settings
 from bot.engine import Engine
+from bot.engine.extractive import NOT_FOUND
 from tests.conftest import ROOT, STATEMENT
 from tests.discord_harness import assert_each_quote_once, sources
 

@@ -4,8 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from bot.answer import Candidate, Ranking
 from bot.config import Settings
+from bot.engine.extractive import Candidate, Ranking
 from bot.evaluate import (
     Asked,
     beir,

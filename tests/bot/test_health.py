@@ -8,7 +8,7 @@ import re
 import pytest
 
 import index.embedder
-from bot.app import IdentifyLimiter
+from bot.app.client import IdentifyLimiter
 from bot.cli import main
 from bot.config import ConfigError, Settings
 from bot.health import describe, preflight, rss

@@ -1,0 +1,1 @@
+"""One module per feature, each with `setup(bot)`; the client loads them by name."""
