@@ -12,6 +12,7 @@ import unicodedata
 import zipfile
 from pathlib import Path, PurePath
 
+from index import sandbox
 from index.errors import DocumentError
 from index.records import Document
 
@@ -26,6 +27,8 @@ DOCX_MAX_UNZIPPED = 50_000_000  # bytes, all entries together
 DOCX_MAX_RATIO = 100  # uncompressed / compressed
 DOCX_RATIO_FLOOR = 1_000_000  # small archives may compress well without being a threat
 DOCX_MAX_ENTRIES = 10_000
+MAX_PDF_PAGES = 2_000  # a longer PDF is refused, not cut short: a missing part would go unnoticed
+MAX_TEXT = 10_000_000  # characters from one PDF, DOCX or HTML file; 2,000 dense pages hold 7 M
 
 _TEXT_TYPES = {".txt", ".md", ".html", ".htm"}
 _KINDS = ", ".join(sorted(SUPPORTED))
@@ -82,17 +85,13 @@ def load_bytes(filename: str, data: bytes, doc_id: str, title: str | None = None
     if not data:
         raise DocumentError(f"{name} is empty.")
     _check_content(name, ext, data)
-    if ext == ".pdf":
-        parts, found = _pdf(name, data)
-    elif ext == ".docx":
-        parts, found = _docx(name, data)
-    elif ext == ".md":
+    if ext == ".md":  # plain text is only decoded, here; parsers run in the sandbox
         text = _utf8(name, data)
         parts, found = [text], _markdown_title(_newlines(text))
     elif ext == ".txt":
         parts, found = [_utf8(name, data)], None
     else:
-        parts, found = _html(data)
+        parts, found = sandbox.run(_extract, name, ext, data, name=name)
     text, pages = _join(parts)
     if not text:
         raise DocumentError(f"{name} has no text.")
@@ -158,6 +157,11 @@ def _check_content(name: str, ext: str, data: bytes) -> None:
         raise DocumentError(f"The content of {name} does not match its {ext} extension{it}.")
 
 
+def _check_size(name: str, chars: int) -> None:
+    if chars > MAX_TEXT:
+        raise DocumentError(f"{name} has more than {MAX_TEXT:,} characters of text.")
+
+
 def _utf8(name: str, data: bytes) -> str:
     try:
         return data.decode("utf-8-sig")  # drops one leading BOM, if any
@@ -190,6 +194,18 @@ def _docx_bomb(name: str, data: bytes) -> None:
 # -- extractors: each returns (parts, title found in the document or None) ----------------------
 
 
+def _extract(name: str, ext: str, data: bytes) -> tuple[list[str], str | None]:
+    """Parse a PDF, DOCX or HTML file: what load_bytes runs in the sandbox."""
+    if ext == ".pdf":
+        parts, found = _pdf(name, data)
+    elif ext == ".docx":
+        parts, found = _docx(name, data)
+    else:
+        parts, found = _html(data)
+    _check_size(name, sum(map(len, parts)))  # bounds what comes back, and all the work after
+    return parts, found
+
+
 def _pdf(name: str, data: bytes) -> tuple[list[str], str | None]:
     from pypdf import PdfReader
     from pypdf.errors import DependencyError
@@ -201,7 +217,16 @@ def _pdf(name: str, data: bytes) -> tuple[list[str], str | None]:
             raise DocumentError(
                 f"{name} is encrypted (password-protected); send an unencrypted copy."
             )
-        parts = [page.extract_text() or "" for page in reader.pages]
+        if len(reader.pages) > MAX_PDF_PAGES:
+            raise DocumentError(
+                f"{name} has {len(reader.pages):,} pages; at most {MAX_PDF_PAGES:,} can be read, "
+                "so split it into smaller files."
+            )
+        parts, size = [], 0
+        for page in reader.pages:  # the text cap is checked as it grows: see bench/hostile_files
+            parts.append(page.extract_text() or "")
+            size += len(parts[-1])
+            _check_size(name, size)
         found = _pdf_title(reader)
     except DocumentError:
         raise

@@ -8,6 +8,16 @@ the client at it with ``discord.http.Route.BASE = fake.api_base`` and
 Sharded clients (one process or several) work as on Discord: ``GET /gateway/bot`` recommends
 ``shard_count`` shards, each IDENTIFY with ``shard: [i, n]`` opens its own session, and a guild's
 READY entry, GUILD_CREATE and events go only to the session of shard ``(guild_id >> 22) % n``.
+
+Permissions are Discord's (``tests/fake_permissions.py``): guild roles, members' roles (the bot's
+too) and channel overwrites. By default @everyone has every permission but Administrator and
+Manage Server: the bot may do anything, members are not admins (tests may pass ``permissions=``
+for a member instead). Interactions carry the computed ``member.permissions``,
+``app_permissions`` and resolved channels' ``permissions``; the bot's posts, threads, typing and
+edits are refused with Discord's 403s where it lacks the permission; a message pings only what
+``allowed_mentions`` and the roles' mentionability let through (``mentions``, ``mention_roles``).
+Changes made while the bot is connected reach it as gateway events before the next event a test
+drives.
 """
 
 from __future__ import annotations
@@ -29,11 +39,12 @@ import discord
 import yarl
 from aiohttp import BodyPartReader, WSMsgType, web
 
+from tests import fake_permissions as perms
+
 Json = dict[str, Any]
 
 API_PREFIX = "/api/v10"
 DISCORD_EPOCH_MS = 1_420_070_400_000
-ALL_PERMISSIONS = str((1 << 53) - 1)
 EPHEMERAL = 1 << 6
 LOADING = 1 << 7
 ATTACHMENT_SIZE_LIMIT = 10 * 2**20
@@ -65,10 +76,10 @@ def _user(user_id: int | str, *, bot: bool = False) -> Json:
     return user
 
 
-def _member(permissions: int | None = None) -> Json:
+def _member(permissions: int | None = None, roles: Iterable[str] = ()) -> Json:
     """A guild member object without its user, as gateway messages carry it."""
     member = {
-        "roles": [],
+        "roles": list(roles),
         "joined_at": _now(),
         "deaf": False,
         "mute": False,
@@ -252,6 +263,8 @@ class FakeDiscord:
         self.messages: dict[str, Json] = {}  # current state of every message, by id
         self.commands: dict[int | None, list[Json]] = {}  # synced commands; None = global
         self.interactions: dict[str, FakeInteraction] = {}  # by token
+        self.member_roles: dict[tuple[int, int], list[str]] = {}  # (guild, user) -> role ids
+        self._outbox: list[tuple[str, Json]] = []  # world changes the bot has yet to hear of
         self._files: dict[str, tuple[bytes, str]] = {}  # attachment id -> (data, content type)
         self._faults: list[_Fault] = []
         self._waiters: list[tuple[Callable[[Recorded], bool], asyncio.Future[Recorded]]] = []
@@ -314,7 +327,7 @@ class FakeDiscord:
                 {
                     "id": str(guild_id),
                     "name": "@everyone",
-                    "permissions": ALL_PERMISSIONS,
+                    "permissions": str(perms.EVERYONE_DEFAULT),
                     "position": 0,
                     "colors": {"primary_color": 0},
                     "hoist": False,
@@ -360,18 +373,83 @@ class FakeDiscord:
             }
         return ids
 
-    def add_role(self, guild_id: int, role_id: int, name: str, *, mentionable: bool = True) -> Json:
-        """Add a role to a guild (sent at the next IDENTIFY); return it."""
+    def add_role(
+        self,
+        guild_id: int,
+        role_id: int,
+        name: str,
+        *,
+        mentionable: bool = True,
+        permissions: int = 0,
+    ) -> Json:
+        """Add a role with its own permission bits to a guild; return it."""
         role = {
             **self.guilds[guild_id]["roles"][0],
             "id": str(role_id),
             "name": name,
-            "permissions": "0",
+            "permissions": str(permissions),
             "position": len(self.guilds[guild_id]["roles"]),
             "mentionable": mentionable,
         }
         self.guilds[guild_id]["roles"].append(role)
+        self._emit("GUILD_ROLE_CREATE", {"guild_id": str(guild_id), "role": role})
         return role
+
+    def edit_role(
+        self,
+        guild_id: int,
+        role_id: int,
+        *,
+        permissions: int | None = None,
+        mentionable: bool | None = None,
+    ) -> Json:
+        """Change a role's permissions or mentionability (``role_id=guild_id``: @everyone)."""
+        role = next(r for r in self.guilds[guild_id]["roles"] if r["id"] == str(role_id))
+        if permissions is not None:
+            role["permissions"] = str(permissions)
+        if mentionable is not None:
+            role["mentionable"] = mentionable
+        self._emit("GUILD_ROLE_UPDATE", {"guild_id": str(guild_id), "role": role})
+        return role
+
+    def set_roles(self, guild_id: int, user_id: int, role_ids: Iterable[int]) -> None:
+        """Give a member (the bot too: ``bot_user_id``) exactly these roles."""
+        roles = [str(r) for r in role_ids]
+        self.member_roles[(guild_id, user_id)] = roles
+        if user_id == self.bot_user_id:  # Discord tells a bot of its own member's changes
+            update = {**_member(roles=roles), "guild_id": str(guild_id), "user": self.bot_user}
+            self._emit("GUILD_MEMBER_UPDATE", update)
+
+    def set_overwrite(
+        self,
+        channel_id: int,
+        target_id: int,
+        *,
+        allow: int = 0,
+        deny: int = 0,
+        type: int | None = None,
+    ) -> None:
+        """Set a channel's overwrite for a role (type 0; @everyone's id is the guild's) or a
+        member (type 1; by default, whichever the id is); allow=deny=0 removes it."""
+        channel = self.channels[str(channel_id)]
+        if type is None:
+            roles = self.guilds[int(channel["guild_id"])]["roles"]
+            type = perms.ROLE if any(r["id"] == str(target_id) for r in roles) else perms.MEMBER
+        kept = [o for o in channel["permission_overwrites"] if o["id"] != str(target_id)]
+        if allow or deny:
+            kept.append(
+                {"id": str(target_id), "type": type, "allow": str(allow), "deny": str(deny)}
+            )
+        channel["permission_overwrites"] = kept
+        self._emit("CHANNEL_UPDATE", channel)
+
+    def permissions_in(self, channel_id: int, user_id: int) -> int:
+        """A member's (or the bot's) permissions in a channel or thread, as Discord has them."""
+        channel = self.channels[str(channel_id)]
+        guild_id = int(channel["guild_id"])
+        parent = self.channels.get(str(channel.get("parent_id")))
+        roles = self.member_roles.get((guild_id, user_id), [])
+        return perms.compute(self.guilds[guild_id], channel, parent, user_id, roles)
 
     def add_attachment(
         self, filename: str, data: bytes, content_type: str = "application/octet-stream"
@@ -414,16 +492,17 @@ class FakeDiscord:
         *,
         guild_id: int,
         user_id: int,
-        permissions: int = 0,
+        permissions: int | None = None,
         channel_id: int | None = None,
         subcommand: str | None = None,
         attachments: dict[str, Json] | None = None,
     ) -> FakeInteraction:
         """Invoke a synced slash command; ``subcommand`` may be "sub" or "group sub";
-        ``attachments`` maps ATTACHMENT option names to objects from :meth:`add_attachment`."""
+        ``attachments`` maps ATTACHMENT option names to objects from :meth:`add_attachment`;
+        ``permissions`` are the member's (everywhere), instead of those their roles give them."""
         command = self._command(name, guild_id)
         opts, resolved = self._options(command, subcommand, options or {}, attachments or {})
-        resolved.update(self._resolved(guild_id, opts))
+        resolved.update(self._resolved(guild_id, opts, user_id, permissions))
         data = self._command_data(command, opts)
         if resolved:
             data["resolved"] = resolved
@@ -439,7 +518,7 @@ class FakeDiscord:
         *,
         guild_id: int,
         user_id: int,
-        permissions: int = 0,
+        permissions: int | None = None,
         channel_id: int | None = None,
         timeout: float = 10.0,
     ) -> list[Json]:
@@ -452,7 +531,13 @@ class FakeDiscord:
         return rec.json["data"]["choices"]
 
     async def click(
-        self, custom_id: str, message: Json, *, guild_id: int, user_id: int, permissions: int = 0
+        self,
+        custom_id: str,
+        message: Json,
+        *,
+        guild_id: int,
+        user_id: int,
+        permissions: int | None = None,
     ) -> FakeInteraction:
         """Click the button ``custom_id`` on ``message`` (a message dict from the stand-in)."""
         message = self.messages.get(message["id"], message)
@@ -469,7 +554,7 @@ class FakeDiscord:
         *,
         guild_id: int,
         user_id: int,
-        permissions: int = 0,
+        permissions: int | None = None,
     ) -> FakeInteraction:
         """Pick ``channel_ids`` in the channel select ``custom_id`` on ``message``."""
         message = self.messages.get(message["id"], message)
@@ -477,7 +562,11 @@ class FakeDiscord:
             "custom_id": custom_id,
             "component_type": 8,
             "values": [str(c) for c in channel_ids],
-            "resolved": {"channels": {str(c): self._partial_channel(c) for c in channel_ids}},
+            "resolved": {
+                "channels": {
+                    str(c): self._partial_channel(c, user_id, permissions) for c in channel_ids
+                }
+            },
         }
         return await self._interact(
             3, data, guild_id, user_id, permissions, int(message["channel_id"]), message
@@ -495,15 +584,18 @@ class FakeDiscord:
         attachments: list[Json] | None = None,
     ) -> Json:
         """Post a user's message (MESSAGE_CREATE). A mention not in a reply is prefixed to
-        ``content`` as ``<@bot>`` unless already there; a reply is type 19 to ``reply_to``."""
-        self._guild_channel(guild_id, channel_id)
+        ``content`` as ``<@bot>`` unless already there; a reply is type 19 to ``reply_to``.
+        The member must be allowed to post there."""
+        channel = self._guild_channel(guild_id, channel_id)
+        if not self.permissions_in(channel_id, user_id) & perms.sending(channel):
+            raise PermissionError(f"member {user_id} may not post in channel {channel_id}")
         mention = f"<@{self.bot_user_id}>"
         if mention_bot and reply_to is None and mention not in content:
             content = f"{mention} {content}"
         msg = self._new_message(str(channel_id), {"content": content}, {}, _user(user_id))
         msg.update(
             guild_id=str(guild_id),
-            member=_member(),
+            member=_member(roles=self.member_roles.get((guild_id, user_id), [])),
             attachments=attachments or [],
             mentions=[self.bot_user] if mention_bot else [],
         )
@@ -678,19 +770,24 @@ class FakeDiscord:
             raise LookupError(f"no channel {channel_id} in guild {guild_id}; see add_guild()")
         return channel
 
-    def _partial_channel(self, channel_id: int | str) -> Json:
+    def _partial_channel(self, channel_id: int | str, user_id: int, given: int | None) -> Json:
         """A channel as interactions resolve it: with the member's permissions there."""
-        return {**self.channels[str(channel_id)], "permissions": ALL_PERMISSIONS}
+        if given is None:
+            given = self.permissions_in(int(channel_id), user_id)
+        return {**self.channels[str(channel_id)], "permissions": str(given)}
 
-    def _resolved(self, guild_id: int, options: list[Json]) -> Json:
+    def _resolved(
+        self, guild_id: int, options: list[Json], user_id: int, given: int | None
+    ) -> Json:
         """``resolved`` channels (type 7) and roles (type 8) named by options, nested too."""
         resolved: Json = {}
         roles = {r["id"]: r for r in self.guilds[guild_id]["roles"]}
         for option in options:
-            for key, value in self._resolved(guild_id, option.get("options", [])).items():
+            nested = self._resolved(guild_id, option.get("options", []), user_id, given)
+            for key, value in nested.items():
                 resolved.setdefault(key, {}).update(value)
             if option["type"] == 7:
-                channel = self._partial_channel(option["value"])
+                channel = self._partial_channel(option["value"], user_id, given)
                 resolved.setdefault("channels", {})[str(option["value"])] = channel
             elif option["type"] == 8:
                 resolved.setdefault("roles", {})[str(option["value"])] = roles[str(option["value"])]
@@ -710,12 +807,17 @@ class FakeDiscord:
         data: Json,
         guild_id: int,
         user_id: int,
-        permissions: int,
+        permissions: int | None,
         channel_id: int | None,
         message: Json | None = None,
     ) -> FakeInteraction:
-        """Dispatch INTERACTION_CREATE and remember the interaction by token."""
+        """Dispatch INTERACTION_CREATE (with the member's and the bot's permissions in the
+        channel) and remember the interaction by token."""
         channel = self._guild_channel(guild_id, channel_id)
+        where = int(channel["id"])
+        if permissions is None:
+            permissions = self.permissions_in(where, user_id)
+        roles = self.member_roles.get((guild_id, user_id), [])
         ix_id, token = snowflake(), f"itoken{secrets.token_hex(16)}"
         payload = {
             "id": ix_id,
@@ -728,8 +830,8 @@ class FakeDiscord:
             "channel": channel,
             "token": token,
             "version": 1,
-            "member": {**_member(permissions), "user": _user(user_id)},
-            "app_permissions": ALL_PERMISSIONS,
+            "member": {**_member(permissions, roles), "user": _user(user_id)},
+            "app_permissions": str(self.permissions_in(where, self.bot_user_id)),
             "locale": "en-US",
             "guild_locale": "en-US",
             "entitlements": [],
@@ -819,7 +921,7 @@ class FakeDiscord:
         mine = [c for c in self.channels.values() if c["guild_id"] == str(guild_id)]
         return {
             **self.guilds[guild_id],
-            "members": [{**_member(), "user": self.bot_user}],
+            "members": [{**_member(roles=self._bot_roles(guild_id)), "user": self.bot_user}],
             "channels": [c for c in mine if c["type"] not in (10, 11, 12)],
             "threads": [c for c in mine if c["type"] in (10, 11, 12)],
         }
@@ -851,8 +953,25 @@ class FakeDiscord:
     def _guild_of(data: Json) -> int | None:
         return int(data["guild_id"]) if data.get("guild_id") else None
 
+    def _bot_roles(self, guild_id: int) -> list[str]:
+        return self.member_roles.get((guild_id, self.bot_user_id), [])
+
+    def _emit(self, event: str, data: Json) -> None:
+        """Queue a change of the world for a connected bot (one that connects later gets the
+        world in GUILD_CREATE)."""
+        if self._live_session(self._guild_of(data)) is not None:
+            self._outbox.append((event, data))
+
+    async def flush(self) -> None:
+        """Send the bot the changes of the world made since the last event; done before every
+        event a test drives, as Discord's events arrive in order."""
+        while self._outbox:
+            event, data = self._outbox.pop(0)
+            await self._dispatch_if_live(event, data)
+
     async def _dispatch(self, event: str, data: Json, *, timeout: float = 10.0) -> None:
         """Dispatch an event to its guild's session once it is live (waiting up to ``timeout``)."""
+        await self.flush()
         session = await self._session_for(self._guild_of(data), timeout)
         assert session.ws is not None
         await self._send(session.ws, {"op": 0, "t": event, "d": data}, session)
@@ -1172,19 +1291,33 @@ class FakeDiscord:
         """A channel or thread."""
         return self._channel(call)
 
+    def _require(self, channel: Json, needed: int) -> None:
+        """Discord's 403s where the bot may not see the channel or lacks `needed` there."""
+        have = self.permissions_in(int(channel["id"]), self.bot_user_id)
+        if not have & perms.VIEW_CHANNEL:
+            raise _ApiError(403, 50001, "Missing Access")
+        if needed & ~have:
+            raise _ApiError(403, 50013, "Missing Permissions")
+
     async def _get_message(self, call: _Call) -> Json:
-        """A message."""
+        """A message (the bot needs Read Message History)."""
+        self._require(self._channel(call), perms.READ_MESSAGE_HISTORY)
         return self._channel_message(call)
 
     async def _post_message(self, call: _Call) -> Json:
-        """The bot posts (or replies) in a channel or thread."""
+        """The bot posts in a channel or thread, or replies (which needs Read Message History)."""
         channel = self._channel(call)
-        body = call.body
+        body, ref = call.body, call.body.get("message_reference")
+        self._require(channel, perms.sending(channel) | (perms.READ_MESSAGE_HISTORY if ref else 0))
         message = self._new_message(channel["id"], body, call.files, self.bot_user)
-        if ref := body.get("message_reference"):
+        if ref:
+            referenced = self.messages.get(str(ref["message_id"]))
+            allowed = body.get("allowed_mentions")
+            if referenced and (allowed is None or allowed.get("replied_user")):
+                message["mentions"].append(referenced["author"])  # a reply pings its author
             message.update(
                 type=19,
-                referenced_message=self.messages.get(str(ref["message_id"])),
+                referenced_message=referenced,
                 message_reference={
                     "type": 0,
                     "message_id": str(ref["message_id"]),
@@ -1195,21 +1328,29 @@ class FakeDiscord:
         channel["last_message_id"] = message["id"]
         if self.echo_bot_messages:
             await self._dispatch_if_live(
-                "MESSAGE_CREATE", {**message, "guild_id": channel["guild_id"], "member": _member()}
+                "MESSAGE_CREATE",
+                {
+                    **message,
+                    "guild_id": channel["guild_id"],
+                    "member": _member(roles=self._bot_roles(int(channel["guild_id"]))),
+                },
             )
         return message
 
     async def _edit_message(self, call: _Call) -> Json:
-        """The bot edits one of the messages in a channel."""
+        """The bot edits one of the messages in a channel (its own need no Send Messages)."""
+        self._require(self._channel(call), 0)
         return self._edit(self._channel_message(call), call.body, call.files)
 
     async def _typing(self, call: _Call) -> None:
-        """The bot shows "typing..."."""
-        self._channel(call)
+        """The bot shows "typing..." (where it may post)."""
+        channel = self._channel(call)
+        self._require(channel, perms.sending(channel))
 
     async def _start_thread(self, call: _Call) -> Json:
         """A public thread from a message (with the message's id); also THREAD_CREATE."""
         parent, starter, body = self._channel(call), self._channel_message(call), call.body
+        self._require(parent, perms.CREATE_PUBLIC_THREADS)
         thread_id = starter["id"]
         if thread_id in self.channels:
             raise _ApiError(400, 160004, "A thread has already been created for this message")
@@ -1279,11 +1420,14 @@ class FakeDiscord:
             message["webhook_id"] = message["application_id"] = str(self.application_id)
         self.messages[message["id"]] = message
         self._apply(message, body, files)
+        self._mention(message, body)
         return message
 
     def _edit(self, message: Json, body: Json, files: dict[str, bytes]) -> Json:
         """Apply an edit payload to a kept message."""
         self._apply(message, body, files)
+        if "content" in body or "allowed_mentions" in body:
+            self._mention(message, body)
         message["edited_timestamp"] = _now()
         return message
 
@@ -1305,6 +1449,16 @@ class FakeDiscord:
                     attachments.append(self._upload(name, uploads.pop(name)))
             attachments += [self._upload(name, data) for name, data in uploads.items()]
             message["attachments"] = attachments
+
+    def _mention(self, message: Json, body: Json) -> None:
+        """Record whom the message pings (for its author's permissions in its channel)."""
+        channel = self.channels[message["channel_id"]]
+        author = int(message["author"]["id"])
+        may_all = bool(self.permissions_in(int(channel["id"]), author) & perms.MENTION_EVERYONE)
+        guild = self.guilds[int(channel["guild_id"])]
+        pinged = perms.mentions(message["content"], body.get("allowed_mentions"), guild, may_all)
+        pinged["mentions"] = [_user(u) for u in pinged["mentions"]]
+        message.update(pinged)
 
     def _upload(self, filename: str, data: bytes) -> Json:
         """Serve a file the bot uploaded."""

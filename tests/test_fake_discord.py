@@ -1,4 +1,5 @@
-"""The Discord stand-in drives the real discord.py client: commands, buttons, messages, resumes."""
+"""The Discord stand-in drives the real discord.py client: commands, buttons, messages, resumes,
+permissions."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from discord import app_commands
 from discord.ext import commands
 
+from tests import fake_permissions as perms
 from tests.fake_discord import FakeDiscord, connected, guild_on_shard
 
 GUILD = 1_200_000_000_000_000_001
@@ -295,3 +297,171 @@ async def test_unsharded_settings_run_every_shard_discord_recommends() -> None:
             assert [r.path for r in fake.requests].count("/gateway/bot") == 1
     finally:
         await fake.stop()
+
+
+# -- permissions --------------------------------------------------------------------------------
+
+V, S, R, E = perms.VIEW_CHANNEL, perms.SEND_MESSAGES, perms.READ_MESSAGE_HISTORY, perms.EMBED_LINKS
+M, T, G = perms.MENTION_EVERYONE, perms.SEND_MESSAGES_IN_THREADS, perms.MANAGE_GUILD
+HIDDEN, THREAD = 1_200_000_000_000_000_010, 1_200_000_000_000_000_011
+MODS, MUTED, ADMINS, QUIET = (1_200_000_000_000_000_020 + n for n in range(4))
+PLAIN, MOD, MUTED_MOD, SILENCED_MOD, TRUSTED, ADMIN = (
+    1_200_000_000_000_000_030 + n for n in range(6)
+)
+OWNER = GUILD + 1  # add_guild's owner
+
+
+def permission_world() -> FakeDiscord:
+    """A read-only channel (members of Mods may post), a hidden one and a thread; not started."""
+    fake = FakeDiscord()
+    fake.add_guild(GUILD, channel_ids=[CHANNEL, HIDDEN])
+    fake.channels[str(THREAD)] = {"id": str(THREAD), "type": 11, "guild_id": str(GUILD),
+                                  "parent_id": str(CHANNEL)}  # fmt: skip
+    fake.edit_role(GUILD, GUILD, permissions=V | S | R | E | M | T)
+    fake.add_role(GUILD, MODS, "Mods", permissions=G)
+    fake.add_role(GUILD, MUTED, "Muted")
+    fake.add_role(GUILD, ADMINS, "Admins", permissions=perms.ADMINISTRATOR)
+    for user, roles in {MOD: [MODS], MUTED_MOD: [MODS, MUTED], SILENCED_MOD: [MODS]}.items():
+        fake.set_roles(GUILD, user, roles)
+    fake.set_roles(GUILD, ADMIN, [ADMINS])
+    fake.set_overwrite(CHANNEL, GUILD, deny=S | M)  # @everyone's overwrite: read only
+    fake.set_overwrite(CHANNEL, MODS, allow=S)
+    fake.set_overwrite(CHANNEL, MUTED, deny=S)
+    fake.set_overwrite(CHANNEL, SILENCED_MOD, deny=S)
+    fake.set_overwrite(CHANNEL, TRUSTED, allow=S)
+    fake.set_overwrite(CHANNEL, ADMIN, deny=V)
+    fake.set_overwrite(HIDDEN, GUILD, deny=V)
+    return fake
+
+
+@pytest.mark.parametrize(
+    ("user", "channel", "expected"),
+    [
+        (PLAIN, CHANNEL, V | R | T),  # @everyone's overwrite denies S and M; without S, no E
+        (MOD, CHANNEL, V | S | R | E | T | G),  # the role's overwrite comes after @everyone's
+        (MUTED_MOD, CHANNEL, V | S | R | E | T | G),  # role overwrites combined: an allow wins
+        (SILENCED_MOD, CHANNEL, V | R | T | G),  # the member's own overwrite comes last
+        (TRUSTED, CHANNEL, V | S | R | E | T),
+        (ADMIN, CHANNEL, perms.ALL),  # Administrator: everything, overwrites notwithstanding
+        (OWNER, HIDDEN, perms.ALL),
+        (PLAIN, HIDDEN, 0),  # without View Channel, no channel permission at all
+        (MOD, HIDDEN, G),  # ... but guild-wide ones stay
+        (PLAIN, THREAD, V | R | E | T),  # the parent's overwrites; posting there needs T, not S
+    ],
+)
+def test_permissions_are_computed_in_discords_order(user: int, channel: int, expected: int):
+    assert permission_world().permissions_in(channel, user) == expected
+
+
+@pytest.mark.parametrize(
+    ("allowed", "may_mention_all", "users", "roles", "everyone"),
+    [
+        (None, False, [USER], [MODS], False),  # no allowed_mentions: everything parsed
+        (None, True, [USER], [MODS, QUIET], True),
+        ({"parse": [], "roles": [MODS, QUIET]}, False, [], [MODS], False),
+        ({"parse": ["users"], "roles": [str(QUIET)]}, True, [USER], [QUIET], False),
+        ({"parse": []}, True, [], [], False),
+    ],
+)
+def test_a_message_pings_what_allowed_mentions_and_mentionable_roles_let_through(
+    allowed, may_mention_all, users, roles, everyone
+):
+    fake = permission_world()
+    fake.add_role(GUILD, QUIET, "Quiet", mentionable=False)
+    text = f"<@&{MODS}> <@&{QUIET}> <@&{GUILD}> <@!{USER}> <@{USER}> @everyone"
+    assert perms.mentions(text, allowed, fake.guilds[GUILD], may_mention_all) == {
+        "mentions": [str(u) for u in users],
+        "mention_roles": [str(r) for r in roles],
+        "mention_everyone": everyone,
+    }
+
+
+async def test_interactions_carry_computed_permissions_and_the_client_agrees() -> None:
+    async with running() as (fake, bot):
+        bot_id = fake.bot_user_id
+        # Changes while connected reach the bot (as events) before the next interaction.
+        fake.add_role(GUILD, MODS, "Mods", permissions=G)
+        fake.set_roles(GUILD, USER, [MODS])
+        fake.set_overwrite(CHANNEL, bot_id, deny=E)
+        ix = await fake.interact("ping", guild_id=GUILD, user_id=USER)
+        await fake.wait_answered(ix)
+        assert ix.payload["member"]["roles"] == [str(MODS)]
+        assert int(ix.payload["member"]["permissions"]) == perms.EVERYONE_DEFAULT | G
+        assert int(ix.payload["app_permissions"]) == perms.EVERYONE_DEFAULT & ~E
+        given = await fake.interact("ping", guild_id=GUILD, user_id=USER, permissions=0)
+        assert given.payload["member"]["permissions"] == "0"  # a test's permissions= stand
+
+        # A restricted server: the bot's own role, @everyone cut down, overwrites on both.
+        fake.edit_role(GUILD, GUILD, permissions=V | S)
+        fake.add_role(GUILD, QUIET, "statement-bot", permissions=R | E | M)
+        fake.set_roles(GUILD, bot_id, [QUIET])
+        fake.set_overwrite(CHANNEL, QUIET, allow=T)
+        ix = await fake.interact("vote", guild_id=GUILD, user_id=USER)
+        vote = await fake.wait_answered(ix)
+        assert int(ix.payload["app_permissions"]) == V | S | R | M | T  # E denied to the bot
+        assert int(ix.payload["member"]["permissions"]) == V | S | G
+        guild = bot.get_guild(GUILD)
+        assert guild is not None and [r.id for r in guild.me.roles[1:]] == [QUIET]
+        channel = guild.get_channel(CHANNEL)
+        assert isinstance(channel, discord.TextChannel)
+        assert channel.permissions_for(guild.me).value == V | S | R | M | T
+        picked = await fake.select("pick", vote, [CHANNEL], guild_id=GUILD, user_id=USER)
+        resolved = picked.payload["data"]["resolved"]["channels"][str(CHANNEL)]
+        assert int(resolved["permissions"]) == V | S | G  # the member's, in that channel
+
+
+async def test_the_bot_is_refused_where_it_may_not_post() -> None:
+    async with running() as (fake, bot):
+        bot_id = fake.bot_user_id
+        channel = bot.get_channel(CHANNEL)
+        assert isinstance(channel, discord.TextChannel)
+        started = await channel.send("start")
+        thread = await started.create_thread(name="t")
+
+        async def refused(action, code: int) -> None:
+            with pytest.raises(discord.Forbidden) as raised:
+                await action
+            assert (raised.value.status, raised.value.code) == (403, code)
+
+        fake.set_overwrite(CHANNEL, bot_id, deny=S)
+        await refused(channel.send("no"), 50013)
+        await refused(channel.typing(), 50013)
+        await thread.send("threads need Send Messages in Threads instead")
+        await started.edit(content="its own messages can be edited")
+        fake.set_overwrite(CHANNEL, bot_id, deny=T | R | perms.CREATE_PUBLIC_THREADS)
+        await refused(thread.send("no"), 50013)
+        await refused(started.reply("replies need Read Message History"), 50013)
+        await refused((await channel.send("a thread?")).create_thread(name="no"), 50013)
+        fake.set_overwrite(CHANNEL, GUILD, deny=V)
+        await refused(channel.send("no"), 50001)
+        await refused(thread.send("no"), 50001)
+        failed = [r for r in fake.requests if r.status == 403]
+        assert len(failed) == 7 and failed[-1].response == {
+            "code": 50001,
+            "message": "Missing Access",
+        }
+        assert [m["content"] for m in fake.channel_messages(CHANNEL)] == [
+            "its own messages can be edited",
+            "a thread?",
+        ]
+
+
+async def test_roles_are_pinged_only_if_mentionable_or_the_bot_may_mention_all() -> None:
+    async with running() as (fake, bot):
+        fake.add_role(GUILD, MODS, "Mods")
+        fake.add_role(GUILD, QUIET, "Quiet", mentionable=False)
+        channel = bot.get_channel(CHANNEL)
+        assert isinstance(channel, discord.TextChannel)
+        roles = discord.AllowedMentions.none()
+        roles.roles = [discord.Object(MODS), discord.Object(QUIET)]
+        text = f"<@&{MODS}> <@&{QUIET}> <@{USER}>"
+
+        async def pinged(allowed: discord.AllowedMentions) -> tuple[list, list]:
+            message = fake.messages[str((await channel.send(text, allowed_mentions=allowed)).id)]
+            return [u["id"] for u in message["mentions"]], message["mention_roles"]
+
+        assert await pinged(roles) == ([], [str(MODS), str(QUIET)])  # the bot may mention all
+        fake.set_overwrite(CHANNEL, fake.bot_user_id, deny=M)
+        assert await pinged(roles) == ([], [str(MODS)])  # Quiet is silently not pinged
+        assert await pinged(discord.AllowedMentions.all()) == ([str(USER)], [str(MODS)])
+        assert await pinged(discord.AllowedMentions.none()) == ([], [])

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from index import sandbox
 from index.errors import DocumentError
 from index.loaders import MAX_TITLE, load_bytes
 from index.records import Document
@@ -91,8 +92,9 @@ def load_stored(data: bytes, meta: WebMeta, doc_id: str, title: str | None = Non
         page_text = "\n".join(_SPACE.sub(" ", line).strip() for line in doc.text.split("\n"))
         shown = page_text if meta.kind in (".txt", ".md") else ""
         return dataclasses.replace(doc, source=where, url=where, page_text=shown)
-    html = _decode(data, meta.charset, where)
-    text, found, author, published = extract(html, where)
+    text, found, author, published, page_text = sandbox.run(
+        _read_html, data, meta.charset, where, name=_short(where)
+    )
     if not text:
         raise DocumentError(
             f"{_short(where)} has no extractable text (no article or statement was found on it)."
@@ -103,10 +105,16 @@ def load_stored(data: bytes, meta: WebMeta, doc_id: str, title: str | None = Non
         text,
         where,
         url=where,
-        page_text=visible_text(html),
+        page_text=page_text,
         author=author or "",
         published=published or "",
     )
+
+
+def _read_html(data: bytes, charset: str | None, where: str) -> tuple[str, ...]:
+    """(main text, title, author, date, rendered text): what load_stored runs in the sandbox."""
+    html = _decode(data, charset, where)
+    return (*extract(html, where), visible_text(html))
 
 
 def extract(html: str, url: str | None = None) -> tuple[str, str | None, str | None, str | None]:
@@ -275,7 +283,7 @@ def _decode(data: bytes, charset: str | None, where: str) -> str:
         if encoding:
             try:
                 return data.decode(encoding).removeprefix("\ufeff")
-            except (LookupError, UnicodeDecodeError):
+            except (LookupError, ValueError):  # ValueError: any UnicodeError, e.g. "undefined"
                 continue
     dammit = UnicodeDammit(data, is_html=True)  # follows <meta charset> and guesses
     if dammit.unicode_markup is None:

@@ -7,6 +7,8 @@ import pytest
 from pypdf import PdfWriter
 from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
 
+from bench.hostile_files import pdf_bomb, text_pdf
+from index import loaders
 from index.errors import DocumentError
 from index.loaders import SUPPORTED, check_upload, load_bytes, load_file, safe_filename, scan
 from tests.conftest import STATEMENT
@@ -215,6 +217,23 @@ def test_encrypted_pdf_is_refused():
 def test_corrupt_pdf_is_refused(cut: int):
     data = make_pdf(["Some text"])[:cut]
     assert "broken.pdf could not be read as a PDF" in error("broken.pdf", data)
+
+
+def test_pdf_with_too_many_pages_is_refused():
+    data = pdf_bomb(pages=loaders.MAX_PDF_PAGES + 1, repeats=1, word=b"x")
+    assert error("long.pdf", data) == (
+        "long.pdf has 2,001 pages; at most 2,000 can be read, so split it into smaller files."
+    )
+
+
+def test_text_past_the_cap_is_refused(monkeypatch: pytest.MonkeyPatch):
+    """Checked inside the extractors (they run in the sandbox; called here in-process)."""
+    monkeypatch.setattr(loaders, "MAX_TEXT", 1000)
+    with pytest.raises(DocumentError, match=r"^a\.pdf has more than 1,000 characters of text\.$"):
+        loaders._extract("a.pdf", ".pdf", text_pdf(pages=5, lines=5))
+    with pytest.raises(DocumentError, match="more than 1,000 characters"):
+        loaders._extract("a.html", ".html", b"<p>" + b"word " * 300)
+    assert loaders._extract("a.pdf", ".pdf", text_pdf(pages=1, lines=5))[0]
 
 
 def test_pdf_without_text_is_refused():

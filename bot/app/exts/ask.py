@@ -155,6 +155,19 @@ class Ask(commands.Cog):
         allowed = (await asyncio.to_thread(self.engine.db.settings, guild.id)).channels
         return not allowed or bool({channel.id, getattr(channel, "parent_id", None)} & set(allowed))
 
+    def may_answer(
+        self, channel: discord.abc.GuildChannel | discord.Thread, me: discord.Member
+    ) -> bool:
+        """Whether I may answer here: post (a reply needs Read Message History too), in threads
+        as well where REPLY_IN_THREAD starts one."""
+        mine = channel.permissions_for(me)
+        if isinstance(channel, discord.Thread):
+            post = mine.send_messages_in_threads
+        else:
+            threads = mine.create_public_threads and mine.send_messages_in_threads
+            post = mine.send_messages and (threads or not self.settings.reply_in_thread)
+        return post and mine.read_message_history
+
     @app_commands.command(name="ask")
     @app_commands.describe(question="Your question", private="Only you see the answer")
     async def ask(
@@ -192,6 +205,11 @@ class Ask(commands.Cog):
         if me not in message.mentions and context is None:
             return
         if not await self.listens_in(message.channel):
+            return
+        if not self.may_answer(message.channel, me):  # rather than fail after the work
+            log.info(
+                "not answering %s: I may not post in channel %s", message.id, message.channel.id
+            )
             return
         try:
             question = clean_question(plain(message.content), self.settings.max_question_chars)

@@ -3,6 +3,7 @@ pages from a local web server (tests/web_server.py). Assertions are on what the 
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import logging
@@ -324,3 +325,24 @@ async def test_remove_takes_only_this_servers_document_names_whatever_is_typed(
             permissions=MANAGE_GUILD,
         )  # fmt: skip
     assert removed["content"] == f"Removed `{doc_id}`." and not theirs.exists()
+
+
+async def test_every_server_is_answered_while_a_hostile_page_is_fetched(bot: FakeDiscord) -> None:
+    """A link that drips a byte at a time holds only its own /docs add, up to FETCH_TIMEOUT."""
+    with WebServer() as slow:
+        adding = await bot.interact(
+            "docs", {"url": slow.url("/drip")}, guild_id=GUILD_A, user_id=next(_users),
+            subcommand="add", permissions=MANAGE_GUILD,
+        )  # fmt: skip
+        while not slow.hits("/drip"):
+            await asyncio.sleep(0.05)
+        for guild in (GUILD_B, GUILD_A):
+            asked = await bot.interact(
+                "ask", {"question": "Who is standing in Islington North?"},
+                guild_id=guild, user_id=next(_users),
+            )  # fmt: skip
+            shown = await bot.wait_answered(asked, timeout=30)
+            assert "Corbyn" in shown["content"]
+            assert not bot.final_content(adding)["content"]  # the fetch is still dripping
+        refused = await bot.wait_answered(adding, timeout=30)
+    assert refused["content"].endswith("did not answer completely within 2 s."), refused
