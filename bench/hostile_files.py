@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from index import sandbox  # noqa: E402
 from index.loaders import _extract, load_bytes  # noqa: E402
-from index.pages import WebMeta, _read_html, load_stored  # noqa: E402
+from index.web.pages import WebMeta, _read_html, load_stored  # noqa: E402
 
 
 def pdf_bomb(pages: int = 210, repeats: int = 6_000, word: bytes = b"Lorem ipsum dolor") -> bytes:

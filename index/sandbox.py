@@ -14,7 +14,7 @@ or starve the bot, so `run(fn, *args, name=...)` calls `fn(*args)` in a separate
 - It is started with subprocess (python -I -c), not multiprocessing: spawn and forkserver both
   re-import the parent's __main__ in the child, which for the `statement-bot` console script is
   bot.cli with torch. The child imports only this module and `_PRELOAD` (index.loaders,
-  index.pages and their parsers). It blocks reading a pipe between calls and exits on EOF, and
+  index.web.pages and their parsers). It blocks reading a pipe between calls and exits on EOF, and
   a watchdog thread ends it within a second of the parent's death even mid-call.
 - `DocumentError` raised in the worker comes back with its message; any other exception comes
   back as "<name> could not be read", its traceback logged here.
@@ -64,7 +64,7 @@ class Limits:
 
 LIMITS = Limits()  # used by calls that pass no limits; tests replace it
 START_TIMEOUT_S = 60.0  # for the worker's imports, on a loaded host
-_PRELOAD = ("index.loaders", "index.pages", "pypdf", "docx", "bs4", "lxml.html", "trafilatura")
+_PRELOAD = ("index.loaders", "index.web.pages", "pypdf", "docx", "bs4", "lxml.html", "trafilatura")
 _ROOT = str(Path(__file__).resolve().parent.parent)  # holds the `index` package
 _BOOT = "import sys; sys.path.append(sys.argv[1]); from index.sandbox import _serve; _serve()"
 _in_worker = False  # True inside the worker: nested calls run directly

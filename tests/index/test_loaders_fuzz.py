@@ -17,9 +17,9 @@ from bench.hostile_files import web_meta
 from index import sandbox
 from index.errors import DocumentError
 from index.loaders import load_bytes
-from index.pages import load_stored
 from index.records import Document
 from index.sandbox import Limits
+from index.web.pages import load_stored
 from tests.index.test_loaders import make_docx, make_pdf
 
 LIMITS = Limits(cpu_s=5, wall_s=8, memory=1 << 30)

@@ -18,8 +18,8 @@ from bench.hostile_files import link_page, nested_page, pdf_bomb, text_pdf, web_
 from index import sandbox
 from index.errors import DocumentError
 from index.loaders import _extract, load_bytes
-from index.pages import load_stored
 from index.sandbox import Limits, Sandbox
+from index.web.pages import load_stored
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SMALL = Limits(cpu_s=2, wall_s=4, memory=512 << 20)
@@ -194,7 +194,7 @@ def test_threads_share_the_worker_safely(box: Sandbox):
 
 def test_the_worker_imports_no_model_or_bot_code(box: Sandbox):
     modules = box.run(eval, "sorted(__import__('sys').modules)", name="x")
-    assert "pypdf" in modules and "trafilatura" in modules and "index.pages" in modules
+    assert "pypdf" in modules and "trafilatura" in modules and "index.web.pages" in modules
     heavy = {"torch", "bot", "discord", "faiss", "sentence_transformers", "numpy"}
     assert [m for m in modules if m.split(".")[0] in heavy] == []
 

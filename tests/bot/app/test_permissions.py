@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from bot.app import StatementBot
+from bot.app.client import StatementBot
 from bot.config import Settings
 from bot.engine import Engine
 from index.embedder import Embedder
