@@ -9,8 +9,10 @@ is vetted the same way.
 
 from __future__ import annotations
 
+import codecs
 import http.client
 import ipaddress
+import logging
 import socket
 import ssl
 import threading
@@ -19,9 +21,11 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
 from index.errors import DocumentError
+from index.web.addresses import forbidden
+from index.web.deadline import Watch, clocked
 
 MAX_REDIRECTS = 5
 MAX_URL = 2000  # characters
@@ -40,8 +44,11 @@ _TYPES = {
     "application/vnd.openxmlformats-officedocument.wordprocessingml.document": ".docx",
 }
 _GENERIC = {"", "application/octet-stream", "binary/octet-stream", "application/download"}
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_URL_SAFE = "!$%&'()*+,/:;=?@[]~"  # left as they are when a link is made ASCII
+_INERT = str.maketrans({c: f"%{ord(c):02X}" for c in "[]()<>*_~\\|@` "})  # Markdown, pings
+_PROSE = {k: v for k, v in _INERT.items() if k != ord(" ")}  # the same, keeping spaces
 Resolver = Callable[..., list]
+log = logging.getLogger(__name__)
 
 
 class FetchError(DocumentError):
@@ -81,45 +88,55 @@ def fetch(
     etag: str | None = None,
     last_modified: str | None = None,
     resolve: Resolver = socket.getaddrinfo,
+    tls: ssl.SSLContext | None = None,
 ) -> Page | None:
     """GET `url`; None when the server says it has not changed (a conditional request).
 
-    `timeout` bounds the whole exchange, redirects included. `allow_loopback` lets tests fetch
-    from 127.0.0.1; private, link-local, multicast and reserved addresses stay refused.
+    `timeout` bounds the whole exchange: name lookups, connecting, TLS, headers, redirects and
+    body. `allow_loopback` lets tests fetch from 127.0.0.1 (that address only); private,
+    link-local, multicast and reserved addresses stay refused. `tls` replaces the system's trust
+    store (tests pass one trusting their own certificate authority).
     """
-    check_url(url)
-    deadline = time.monotonic() + timeout
-    current = url
-    for hop in range(MAX_REDIRECTS + 1):
-        status, headers, data = _get(
-            current, max_bytes, deadline, timeout, connect_timeout, allow_loopback,
-            etag, last_modified, resolve,
-        )  # fmt: skip
-        if status in (301, 302, 303, 307, 308) and headers.get("location"):
-            target = urljoin(current, headers["location"])
-            if hop == MAX_REDIRECTS:
-                raise FetchError(f"{_shown(url)} redirects more than {MAX_REDIRECTS} times.")
-            if _split(target).scheme not in ("http", "https"):
-                raise FetchError(f"{_shown(url)} redirects to a {_split(target).scheme}: link.")
-            current = target
-            continue
-        if status == 304 and (etag or last_modified):
-            return None
-        if status != 200:
-            reason = http.client.responses.get(status, "")
-            raise FetchError(f"{_shown(current)} answered HTTP {status} {reason}".rstrip() + ".")
-        media, charset = _content_type(headers.get("content-type", ""))
-        return Page(
-            url,
-            current,
-            data,
-            _kind(current, media, data),
-            charset,
-            headers.get("etag"),
-            headers.get("last-modified"),
-            datetime.now(UTC).isoformat(timespec="seconds"),
-        )
-    raise AssertionError("unreachable")
+    try:
+        check_url(url)
+        deadline = time.monotonic() + timeout
+        resolve = _bounded(resolve, deadline, timeout)
+        current = _ascii(url)
+        for hop in range(MAX_REDIRECTS + 1):
+            status, headers, data = _get(
+                current, max_bytes, deadline, timeout, connect_timeout, allow_loopback,
+                etag, last_modified, resolve, tls,
+            )  # fmt: skip
+            if status in (301, 302, 303, 307, 308) and headers.get("location"):
+                target = urljoin(current, _location(headers["location"]))
+                if hop == MAX_REDIRECTS:
+                    raise FetchError(f"{_shown(url)} redirects more than {MAX_REDIRECTS} times.")
+                if _split(target).scheme not in ("http", "https"):
+                    raise FetchError(f"{_shown(url)} redirects to a {_split(target).scheme}: link.")
+                current = _ascii(target)
+                continue
+            if status == 304 and (etag or last_modified):
+                return None
+            if status != 200:
+                reason = http.client.responses.get(status, "")
+                raise FetchError(
+                    f"{_shown(current)} answered HTTP {status} {reason}".rstrip() + "."
+                )
+            media, charset = _content_type(headers.get("content-type", ""))
+            kind = _kind(current, media, data)
+            fetched_at = datetime.now(UTC).isoformat(timespec="seconds")
+            return Page(
+                url, current, data, kind, charset, headers.get("etag"),
+                headers.get("last-modified"), fetched_at,
+            )  # fmt: skip
+        raise AssertionError("unreachable")
+    except FetchError:
+        raise
+    except Exception as err:  # a last resort: callers are promised FetchError and nothing else
+        log.warning("Fetching %s failed unexpectedly", _shown(url), exc_info=True)
+        raise FetchError(
+            f"{_shown(url)} could not be fetched (unexpected {type(err).__name__})."
+        ) from err
 
 
 def vet(host: str, port: int, allow_loopback: bool, resolve: Resolver = socket.getaddrinfo) -> str:
@@ -129,11 +146,13 @@ def vet(host: str, port: int, allow_loopback: bool, resolve: Resolver = socket.g
     except (OSError, UnicodeError):
         addresses = []
     if not addresses:
-        raise FetchError(f"The server {host} could not be found (its name does not resolve).")
+        raise FetchError(
+            f"The server {_inert(host)} could not be found (its name does not resolve)."
+        )
     for address in addresses:
         why = forbidden(ipaddress.ip_address(address.split("%")[0]), allow_loopback)
         if why:
-            shown = host if host == address else f"{host} ({address})"
+            shown = _inert(host) + ("" if host == address else f" ({address})")
             raise FetchError(
                 f"{shown} is {why}; links into private networks are refused "
                 "(only public web addresses can be fetched)."
@@ -141,45 +160,32 @@ def vet(host: str, port: int, allow_loopback: bool, resolve: Resolver = socket.g
     return addresses[0]
 
 
-def forbidden(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, allow_loopback: bool) -> str:
-    """Why the bot must not connect to `ip` ("" when it may)."""
-    if isinstance(ip, ipaddress.IPv6Address):
-        embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
-        if embedded is None and ip in _NAT64:
-            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-        if embedded is not None:
-            return forbidden(embedded, allow_loopback)
-    if ip.is_loopback:
-        return "" if allow_loopback else "a loopback address"
-    if ip.is_unspecified:
-        return "an unspecified address"
-    if ip.is_link_local:
-        return "a link-local address"
-    if ip.is_multicast:
-        return "a multicast address"
-    if ip.is_private:
-        return "a private address"
-    if ip.is_reserved or not ip.is_global:
-        return "a reserved address"
-    return ""
-
-
 # -- one request ---------------------------------------------------------------------------------
 
 
 def _get(
-    url, max_bytes, deadline, timeout, connect_timeout, allow_loopback, etag, last_modified, resolve
-) -> tuple[int, dict[str, str], bytes]:
+    url, max_bytes, deadline, timeout, connect_timeout, allow_loopback, etag, last_modified,
+    resolve, tls,
+) -> tuple[int, dict[str, str], bytes]:  # fmt: skip
     parts = _split(url)
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
     address = vet(host, port, allow_loopback, resolve)
-    conn = _connection(parts.scheme, host, port, address, connect_timeout, deadline)
-    expired = threading.Event()
-    # A hard stop for the whole exchange: a server dripping a byte a second cannot hold us.
-    timer = threading.Timer(max(0.0, deadline - time.monotonic()), _cut, (conn, expired))
-    timer.start()
+    wait = min(connect_timeout, deadline - time.monotonic())
+    sock = watch = conn = response = None
     try:
+        # Straight to the vetted address: no second lookup that DNS rebinding could answer.
+        sock = socket.create_connection((address, port), max(0.01, wait))
+        watch = Watch(sock, deadline)
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        if parts.scheme == "https":
+            context = tls or ssl.create_default_context()
+            sock = context.wrap_socket(sock, server_hostname=host)  # checks the name, not address
+            conn = http.client.HTTPSConnection(host, port, context=context)
+        else:
+            conn = http.client.HTTPConnection(host, port)
+        conn.sock = sock  # already connected: http.client never looks the name up itself
+        conn.response_class = lambda s, *a, **k: clocked(s, deadline, *a, **k)
         headers = {"User-Agent": USER_AGENT, "Accept": ACCEPT, "Accept-Encoding": "gzip"}
         if etag:
             headers["If-None-Match"] = etag
@@ -190,17 +196,21 @@ def _get(
         response = conn.getresponse()
         got = {k.lower(): v for k, v in response.getheaders()}
         data = _body(url, response, got, max_bytes) if response.status == 200 else b""
-        if expired.is_set():
+        if watch.expired.is_set():
             raise TimeoutError
         return response.status, got, data
     except FetchError:
         raise
     except (OSError, http.client.HTTPException) as err:
-        if expired.is_set() or isinstance(err, TimeoutError):
-            connected = getattr(conn, "raw", None) is not None
-            stage = "answer completely" if connected else "accept the connection"
-            limit = timeout if connected else connect_timeout
-            raise FetchError(f"{_shown(url)} did not {stage} within {limit:g} s.") from err
+        late = isinstance(err, TimeoutError) or time.monotonic() >= deadline
+        if late and watch is None and wait >= connect_timeout:  # connecting took all its time
+            raise FetchError(
+                f"{_shown(url)} did not accept the connection within {connect_timeout:g} s."
+            ) from err
+        if late or (watch is not None and watch.expired.is_set()):
+            raise FetchError(
+                f"{_shown(url)} did not answer completely within {timeout:g} s."
+            ) from err
         if isinstance(err, ssl.SSLError):
             why = getattr(err, "verify_message", None) or err.reason or "handshake failed"
             raise FetchError(f"{_shown(url)} failed the secure (TLS) connection ({why}).") from err
@@ -208,40 +218,35 @@ def _get(
             raise FetchError(f"{_shown(url)} refused the connection.") from err
         raise FetchError(f"{_shown(url)} could not be fetched ({_reason(err)}).") from err
     finally:
-        timer.cancel()
-        conn.close()
+        for thing in (watch, response, conn, sock):
+            if thing is not None:
+                thing.close()
 
 
-def _connection(
-    scheme: str, host: str, port: int, address: str, connect_timeout: float, deadline: float
-) -> http.client.HTTPConnection:
-    """A connection for `host` that can only ever reach `address` (the vetted one)."""
-    if scheme == "https":
-        conn = http.client.HTTPSConnection(
-            host, port, timeout=connect_timeout, context=ssl.create_default_context()
-        )
-    else:
-        conn = http.client.HTTPConnection(host, port, timeout=connect_timeout)
+def _bounded(resolve: Resolver, deadline: float, timeout: float) -> Resolver:
+    """`resolve`, abandoned at the deadline: a lookup that hangs is left to finish alone."""
 
-    def pinned(_address, _timeout, source_address=None):  # replaces http.client's own lookup
-        sock = socket.create_connection((address, port), connect_timeout, source_address)
-        sock.settimeout(max(0.01, deadline - time.monotonic()))  # reads: what is left of it
-        conn.raw = sock  # kept: http.client lets go of it once a response is read to the close
-        return sock
+    def bounded(host: str, *args, **kwargs) -> list:
+        answer: list = []
 
-    conn._create_connection = pinned
-    return conn
+        def run() -> None:
+            try:
+                answer.append(resolve(host, *args, **kwargs))
+            except BaseException as err:  # raised again in the caller's thread
+                answer.append(err)
 
+        thread = threading.Thread(target=run, name=f"resolve {host}", daemon=True)
+        thread.start()
+        thread.join(max(0.0, deadline - time.monotonic()))
+        if not answer:
+            raise FetchError(
+                f"The server {_inert(host)} could not be resolved within {timeout:g} s."
+            )
+        if isinstance(answer[0], BaseException):
+            raise answer[0]
+        return answer[0]
 
-def _cut(conn: http.client.HTTPConnection, expired: threading.Event) -> None:
-    """Unblock a read in progress on `conn` (shutdown wakes a blocked recv; close may not)."""
-    expired.set()
-    sock = getattr(conn, "raw", None)
-    if sock is not None:
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+    return bounded
 
 
 def _body(url: str, response, headers: dict[str, str], max_bytes: int) -> bytes:
@@ -254,17 +259,23 @@ def _body(url: str, response, headers: dict[str, str], max_bytes: int) -> bytes:
     gzipped = headers.get("content-encoding", "").lower() in ("gzip", "x-gzip")
     inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzipped else None
     out = bytearray()
+    received = 0  # on the wire: compressed bytes count too
     while block := response.read1(65536):
+        received += len(block)
         if inflate is not None:
             try:
                 block = inflate.decompress(block, max_bytes + 1 - len(out))
             except zlib.error as err:
                 raise FetchError(f"{_shown(url)} sent a damaged compressed answer.") from err
+            if inflate.unused_data:  # bytes after the end of the gzip stream: never piled up
+                raise FetchError(f"{_shown(url)} sent data after the end of its compressed answer.")
         out += block
-        if len(out) > max_bytes:
+        if len(out) > max_bytes or received > max_bytes:
             raise FetchError(
                 f"{_shown(url)} is larger than the limit of {max_bytes:,} bytes (MAX_UPLOAD_BYTES)."
             )
+    if inflate is not None and received and not inflate.eof:
+        raise FetchError(f"{_shown(url)} sent a compressed answer that ends too early.")
     return bytes(out)
 
 
@@ -277,8 +288,21 @@ def _content_type(value: str) -> tuple[str, str | None]:
     for param in params.split(";"):
         key, _, val = param.partition("=")
         if key.strip().lower() == "charset" and val.strip():
-            charset = val.strip().strip("\"'").lower()
+            charset = _charset(val.strip().strip("\"'").lower())
     return media.strip().lower(), charset
+
+
+def _charset(name: str) -> str | None:
+    """`name` if it is a text encoding this Python can decode bytes with, else None (guess)."""
+    if len(name) > 40 or not name.isascii() or not name.replace("-", "").replace("_", "").isalnum():
+        return None
+    try:
+        if not codecs.lookup(name)._is_text_encoding:  # rot13, base64, zlib, hex …: not text
+            return None
+        b"text".decode(name, "replace")  # "undefined" is a text codec that refuses everything
+    except (LookupError, ValueError):
+        return None
+    return name
 
 
 def _kind(url: str, media: str, data: bytes) -> str:
@@ -289,12 +313,12 @@ def _kind(url: str, media: str, data: bytes) -> str:
         return ".pdf"
     if data.startswith(b"PK\x03\x04") and b"word/" in data[:65536]:
         return ".docx"
-    declared = _TYPES.get(media)
+    declared, shown = _TYPES.get(media), _inert(media, 60, _PROSE)  # the server chose it
     if declared in (".pdf", ".docx"):
-        raise FetchError(f"{_shown(url)} claims to be {media}, but its content is not.")
+        raise FetchError(f"{_shown(url)} claims to be {shown}, but its content is not.")
     if declared is None and media not in _GENERIC:
         raise FetchError(
-            f"{_shown(url)} is not a document ({media}); links to web pages, PDF, "
+            f"{_shown(url)} is not a document ({shown}); links to web pages, PDF, "
             "plain-text and DOCX files can be added."
         )
     head = data[:1024].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
@@ -302,7 +326,7 @@ def _kind(url: str, media: str, data: bytes) -> str:
     if declared is None:
         declared = ".html" if looks_html else ".txt"
     if b"\x00" in data[:4096] and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise FetchError(f"{_shown(url)} is binary data, not a {media or 'text'} document.")
+        raise FetchError(f"{_shown(url)} is binary data, not a {shown or 'text'} document.")
     return declared
 
 
@@ -317,7 +341,9 @@ def _split(url: str):
         parts = urlsplit(url)
         parts.port  # noqa: B018  (raises ValueError on a bad port)
     except ValueError as err:
-        raise FetchError(f"{_shown(url)} is not a valid link ({err}).") from err
+        raise FetchError(
+            f"{_shown(url)} is not a valid link ({_inert(str(err), table=_PROSE)})."
+        ) from err
     if not parts.scheme or (parts.scheme in ("http", "https") and not parts.hostname):
         raise FetchError(
             f"{_shown(url)} is not a web link; give one such as https://example.org/page."
@@ -327,10 +353,39 @@ def _split(url: str):
     return parts
 
 
+def _ascii(url: str) -> str:
+    """`url` as browsers send it: an IDN host in punycode, other non-ASCII percent-encoded."""
+    parts = _split(url)
+    netloc = parts.netloc
+    if not netloc.isascii():
+        try:
+            netloc = parts.hostname.encode("idna").decode("ascii")
+        except UnicodeError as err:
+            raise FetchError(f"{_shown(url)} has a host name that is not valid (IDNA).") from err
+        netloc += f":{parts.port}" if parts.port else ""
+    path, query, fragment = (quote(p, safe=_URL_SAFE) for p in parts[2:])
+    return urlunsplit((parts.scheme, netloc, path, query, fragment))
+
+
+def _location(value: str) -> str:
+    """A Location header: http.client reads its bytes as Latin-1; browsers try UTF-8 first."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return value
+
+
 def _shown(url: str) -> str:
-    """A link as it may appear in a message: one line, not too long."""
-    clean = "".join(c if c.isprintable() else "\ufffd" for c in url.strip()[:121])
-    return clean if len(clean) <= 120 else clean[:119] + "…"
+    """A link as it may appear in a message: one line, not too long, inert in Discord."""
+    return _inert(url.strip(), 120)
+
+
+def _inert(text: str, limit: int = 80, table: dict = _INERT) -> str:
+    """Text a user or web server chose, safe in a Discord message as it is: one line, bounded,
+    and with what Markdown or Discord act on (links, code, pings, emphasis) percent-encoded."""
+    clean = "".join(c if c.isprintable() else "\ufffd" for c in text[: limit + 1])
+    clean = clean.translate(table)
+    return clean if len(clean) <= limit else clean[: limit - 1] + "…"
 
 
 def _reason(err: Exception) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import ipaddress
 import socket
 import ssl
 import subprocess
@@ -10,7 +11,7 @@ import time
 
 import pytest
 
-from index.web.fetch import FetchError, fetch
+from index.web.fetch import FetchError, fetch, forbidden
 from tests.web_server import LAST_MODIFIED, Reply, WebServer, fixture
 
 LIMIT = 200_000
@@ -128,6 +129,41 @@ def test_loopback_is_refused_unless_the_test_setting_allows_it(web, host, messag
 def test_private_networks_are_refused_even_when_loopback_is_allowed(host, why) -> None:
     said = refused(f"http://{host}/", allow_loopback=True)
     assert f" is {why}; links into private networks are refused" in said
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        *("192.0.0.0", "192.0.0.1", "192.0.0.9", "192.0.0.10", "192.0.0.170", "192.0.0.255"),
+        *("fec0::", "fec0::1", "fed0::1:2", "feff:ffff::1"),  # IPv6 site-local (deprecated)
+        *("100.64.0.1", "100.127.255.254"),  # carrier-grade NAT
+        *("198.18.0.1", "198.19.255.254"),  # benchmarking
+        *("240.0.0.1", "255.255.255.254", "255.255.255.255"),  # reserved, broadcast
+        *("2001:db8::1", "2001:db8:ffff::1"),  # documentation
+        *("::ffff:127.0.0.1", "::ffff:10.1.2.3", "::127.0.0.1"),  # IPv4-mapped, -compatible
+        *("2002:7f00:1::", "2002:a00:1::1"),  # 6to4 of 127.0.0.1 and 10.0.0.1
+        "2001:0:4136:e378:8000:63bf:80ff:fffe",  # Teredo, client 127.0.0.1
+        "2001:0:4136:e378:8000:63bf:f5ff:fffe",  # Teredo, client 10.0.0.1
+        *("64:ff9b::7f00:1", "64:ff9b::a9fe:a9fe", "64:ff9b:1::a00:1"),  # NAT64, local NAT64
+        *("127.0.0.2", "127.255.255.254", "::1"),  # loopback, though not 127.0.0.1 itself
+    ],
+)
+def test_internal_ranges_python_may_call_global_are_refused(address) -> None:
+    assert forbidden(ipaddress.ip_address(address), allow_loopback=True)
+
+
+def test_allowing_loopback_allows_127_0_0_1_and_nothing_else(web) -> None:
+    assert forbidden(ipaddress.ip_address("127.0.0.1"), allow_loopback=True) == ""
+    assert forbidden(ipaddress.ip_address("93.184.215.14"), allow_loopback=False) == ""
+    assert forbidden(ipaddress.ip_address("2606:4700::6810:85e5"), allow_loopback=False) == ""
+    port = web.base.rsplit(":", 1)[1]
+    for host, shown in [
+        ("127.0.0.2", "127.0.0.2"),
+        ("[::1]", "::1"),
+        ("[::ffff:127.0.0.1]", "::ffff:127.0.0.1"),
+    ]:
+        said = refused(f"http://{host}:{port}/fixture/tricky-statement", allow_loopback=True)
+        assert said.startswith(f"{shown} is a loopback address; links into private networks")
 
 
 def test_a_name_resolving_to_any_private_address_is_refused(web) -> None:
@@ -251,6 +287,17 @@ def test_a_page_comes_back_with_its_type_and_how_to_ask_again(web) -> None:
     assert again is None  # 304 Not Modified
     sent = web.requests[-1][1]
     assert sent["If-None-Match"] == page.etag and sent["User-Agent"].startswith("statement-bot")
+
+
+def test_a_last_modified_date_makes_a_conditional_request(web) -> None:
+    url = web.url("/fixture/tricky-statement")
+    assert fetch(url, max_bytes=LIMIT, allow_loopback=True, last_modified=LAST_MODIFIED) is None
+    sent = web.requests[-1][1]
+    assert sent["If-Modified-Since"] == LAST_MODIFIED and "If-None-Match" not in sent
+    older = "Mon, 01 Jan 2001 00:00:00 GMT"  # the page changed since: it comes back in full
+    page = fetch(url, max_bytes=LIMIT, allow_loopback=True, last_modified=older)
+    assert page.data == fixture("tricky-statement") and page.last_modified == LAST_MODIFIED
+    assert web.requests[-1][1]["If-Modified-Since"] == older
 
 
 @pytest.mark.parametrize(
