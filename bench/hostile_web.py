@@ -20,11 +20,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.index.test_fetch_hostile import make_cert, tls_server  # noqa: E402
-
 from bot.config import Settings  # noqa: E402
 from index.web.fetch import FetchError, fetch  # noqa: E402
-from tests.web_server import Reply, Trickle, WebServer  # noqa: E402
+from tests.web_server import Reply, Trickle, WebServer, make_cert, tls_server  # noqa: E402  # noqa: E402
 
 MAX_BYTES = Settings.max_upload_bytes
 

@@ -31,6 +31,7 @@ import http.server
 import re
 import socket
 import ssl
+import subprocess
 import sys
 import threading
 import time
@@ -282,3 +283,23 @@ class Trickle:
                 except OSError:
                     pass
                 sock.close()
+
+
+def make_cert(folder: Path, name: str = "hostile.example", ip: bool = True) -> Path:
+    """A self-signed certificate (its own authority) for `name` (and 127.0.0.1 with `ip`); its
+    key is key.pem beside it."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    names = f"DNS:{name}" + (",IP:127.0.0.1" if ip else "")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", f"/CN={name}",
+         "-addext", f"subjectAltName={names}"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert
+
+
+def tls_server(cert: Path) -> WebServer:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, cert.with_name("key.pem"))
+    return WebServer(tls=context)

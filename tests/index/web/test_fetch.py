@@ -5,14 +5,12 @@ from __future__ import annotations
 import gzip
 import ipaddress
 import socket
-import ssl
-import subprocess
 import time
 
 import pytest
 
 from index.web.fetch import FetchError, fetch, forbidden
-from tests.web_server import LAST_MODIFIED, Reply, WebServer, fixture
+from tests.web_server import LAST_MODIFIED, Reply, WebServer, fixture, make_cert, tls_server
 
 LIMIT = 200_000
 
@@ -316,20 +314,12 @@ def test_a_gzipped_answer_is_decompressed(web) -> None:
 def test_tls_is_checked_against_the_host_name_while_connecting_to_the_vetted_address(
     tmp_path, monkeypatch
 ) -> None:
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=tls.example",
-         "-addext", "subjectAltName=DNS:tls.example"],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
+    cert = make_cert(tmp_path, "tls.example", ip=False)
 
     def to_loopback(host, port, **kwargs):
         return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
 
-    with WebServer(tls=context) as web:
+    with tls_server(cert) as web:
         url = f"https://tls.example:{web.port}/fixture/tricky-statement"
         options = {"allow_loopback": True, "resolve": to_loopback}
         assert "failed the secure (TLS) connection" in refused(url, **options)  # not trusted

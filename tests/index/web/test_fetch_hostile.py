@@ -7,7 +7,6 @@ import gzip
 import logging
 import socket
 import ssl
-import subprocess
 import time
 import tracemalloc
 from pathlib import Path
@@ -15,30 +14,12 @@ from pathlib import Path
 import pytest
 
 from index.web.fetch import FetchError, fetch
-from tests.web_server import Reply, Trickle, WebServer, fixture
+from tests.web_server import Reply, Trickle, WebServer, fixture, make_cert, tls_server
 
 LIMIT = 200_000
 TIMEOUT = 1.0
 LATE = TIMEOUT + 1.5  # what "on time" allows: the deadline plus a loaded machine's slack
 MARKDOWN = "[]()<>*_~\\|@` \n"  # what Discord would turn into links, pings, code or emphasis
-
-
-def make_cert(folder: Path) -> Path:
-    """A self-signed certificate (its own authority) for 127.0.0.1 and hostile.example."""
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=hostile.example",
-         "-addext", "subjectAltName=DNS:hostile.example,IP:127.0.0.1"],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return cert
-
-
-def tls_server(cert: Path) -> WebServer:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, cert.with_name("key.pem"))
-    return WebServer(tls=context)
 
 
 @pytest.fixture(scope="module")
