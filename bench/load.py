@@ -41,7 +41,8 @@ if str(ROOT) not in sys.path:
 import discord  # noqa: E402
 import yarl  # noqa: E402
 
-from bot.app.client import GENERIC_ERROR, StatementBot  # noqa: E402
+from bot.app.client import StatementBot  # noqa: E402
+from bot.app.replies import GENERIC_ERROR  # noqa: E402
 from bot.config import Settings  # noqa: E402
 from bot.engine import Engine  # noqa: E402
 from tests.fake_discord import FakeDiscord  # noqa: E402

@@ -9,16 +9,14 @@ from bot.config import Settings
 from bot.engine import Engine
 from index.chunking import chunk_document
 from index.errors import Error
-from index.reader import (
+from index.reader import card, squad, training
+from index.reader.model import (
     SHIPPED,
     Reader,
-    card,
     context,
     load_reader,
     sentence_probabilities,
-    squad,
     token_sentences,
-    training,
 )
 from index.records import Document
 
