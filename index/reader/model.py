@@ -77,6 +77,9 @@ class Weights:
 
     def probability(self, p: float, cosine: float) -> float:
         z = self.reader * logit(p) + self.cosine * cosine + self.bias
+        # Weights fitted on few, separable questions can be large: exp must not overflow.
+        if z < 0:
+            return math.exp(z) / (1 + math.exp(z))
         return 1 / (1 + math.exp(-z))
 
 

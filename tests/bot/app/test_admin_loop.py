@@ -173,6 +173,39 @@ async def test_retention_deletes_old_questions_at_start(engine: Engine) -> None:
             ).fetchone() == (0,)
 
 
+async def test_retention_runs_again_every_hour(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """README: at start and every hour after. The cog's loop runs hourly; shortened here (with
+    discord.py's own `change_interval`), a question that grew old after start is deleted."""
+
+    def old_question() -> int:
+        old = engine.db.record_answer(GUILD_C, ASK_B, new_user(), engine.ask(MERCURY).to_dict())
+        with sqlite3.connect(engine.db.path) as db:
+            db.execute("UPDATE answers SET created_at = ? WHERE id = ?", (ago(91 * 86400), old))
+        return old
+
+    async def deleted(answer_id: int) -> bool:
+        for _ in range(100):
+            if engine.db.asked(answer_id) is None:
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    at_start = old_question()
+    async with started(engine) as (_, bot, _):
+        forget = bot.get_cog("Insights").forget
+        assert forget.is_running() and (forget.hours, forget.minutes, forget.seconds) == (1, 0, 0)
+        assert await deleted(at_start)  # the run at start-up has been
+        later = old_question()
+        await asyncio.sleep(0.3)
+        assert engine.db.asked(later) is not None  # nothing runs again within the hour
+        forget.change_interval(seconds=0.2)
+        assert await deleted(later) and forget.current_loop >= 1
+    lines = [r for r in caplog.records if r.getMessage().startswith("deleted 1 questions")]
+    assert [r.getMessage() for r in lines] == ["deleted 1 questions older than 90 days"] * 2
+
+
 # -- /insights ----------------------------------------------------------------------------------
 
 

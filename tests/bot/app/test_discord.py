@@ -769,3 +769,71 @@ async def test_generated_answer_streams_verified_text_then_final_sources(
     assert "over 40 years" in source.quote and source.quote not in final.json["content"]
     assert_exact_quote(source.quote, STATEMENT_TEXT)
     assert_each_quote_once(final.json, STATEMENT_TEXT)
+
+
+async def test_streamed_previews_edit_the_message_at_most_once_a_second(
+    tmp_path, embedder: Embedder
+) -> None:
+    """README: the deferred message is edited with verified text as it streams, at most once a
+    second (the engine's own interval), then finalised with the sources. The model here writes
+    a new sentence about every 0.6 s, faster than the edits may follow."""
+    from tests.fake_openai import FakeOpenAI
+
+    async with FakeOpenAI() as model:
+        settings = Settings(
+            data_dir=ROOT / "data",
+            state_dir=tmp_path / "state",
+            discord_guild_ids=(GUILD_A,),
+            llm_base_url=model.base_url,
+        )
+        engine = Engine(settings, embedder)
+        await asyncio.to_thread(engine.open)
+        assert engine.generator is not None and engine.generator.interval == 1.0
+        hits = engine.search(CORBYN)
+
+        def cite(text: str) -> str:
+            return f"[{next(i for i, h in enumerate(hits, 1) if text in h.chunk.text)}]"
+
+        invented = "Corbyn has been an MP for 12 years"
+        sentences = [
+            f"Jeremy Corbyn has served Islington North as their Labour MP for over 40 years "
+            f"{cite('over 40 years')}.",
+            f"He wanted to run again as the Labour candidate and the local party backed him "
+            f"{cite('local party backed him')}.",
+            f"{invented} {cite('over 40 years')}.",
+            f"He has announced he will fight to retain his seat as an independent "
+            f"{cite('retain his seat')}.",
+            f"The Labour apparatus imposes a shortlist of just two candidates in Islington North "
+            f"{cite('shortlist of just two')}.",
+            f"Starmer and his Westminster clique denied local people the chance to choose their "
+            f"own candidate {cite('Westminster clique')}.",
+        ]
+        words = " ".join(sentences).split(" ")
+        model.reply(
+            " ".join(sentences),
+            pieces=[w + " " for w in words],
+            piece_delay=0.6 * len(sentences) / len(words),
+        )
+        async with running(engine, settings, {GUILD_A: CHANNEL_A}) as (fake, _):
+            ix = await fake.interact(
+                "ask", {"question": CORBYN}, guild_id=GUILD_A, user_id=new_user()
+            )
+            final = await fake.wait_for(
+                lambda r: (
+                    r.method == "PATCH" and r.token == ix.token and (r.json or {}).get("embeds")
+                ),
+                timeout=30,
+            )
+            previews = [
+                r
+                for r in fake.requests
+                if r.method == "PATCH" and r.token == ix.token and r is not final
+            ]
+    texts = [r.json["content"] for r in previews]
+    gaps = [b.at - a.at for a, b in itertools.pairwise(previews)]
+    print(f"{len(previews)} previews, {gaps=}")
+    assert len(previews) >= 2 and all(gap >= 0.95 for gap in gaps), gaps
+    for before, after in itertools.pairwise(texts):  # each edit shows more verified text
+        assert len(after) > len(before) and after.startswith(before)
+    assert all(invented not in text for text in texts + [final.json["content"]])
+    assert len(sources(final.json)) >= 3 and final.json["content"].startswith(texts[0][:40])

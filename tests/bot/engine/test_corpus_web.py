@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
+from datetime import datetime, timedelta
 
 import pytest
 
 from index.errors import DocumentError, Error
+from index.web.pages import read_meta, write_meta
 from index.web.sources import read_sources
 from tests.web_server import WebServer
 
@@ -77,3 +80,27 @@ def test_each_server_is_held_to_its_quotas(make_engine) -> None:
         engine.add_document(7, "big.txt", b"The choir sings on Sundays. " * 40, 1)
     assert sorted(p.name for p in docs.iterdir()) == ["a.txt"]
     assert sorted(engine.indexes["7"].infos) == ["uploads/a.txt"]
+
+
+def test_the_listing_says_how_many_days_ago_a_page_was_fetched(make_engine, tmp_path) -> None:
+    """README: `/docs list` shows "fetched N days ago" and the date the page gives (its rows
+    are Engine.listing's); a re-fetch the server answers with 304 makes it today's again."""
+    engine = make_engine(fetch_allow_loopback=True)
+    with WebServer() as web:
+        url = web.url("/fixture/tricky-statement")
+        _, doc = engine.add_url(7, url, 1)
+        body = tmp_path / "state" / "guilds" / "7" / "docs" / doc.doc_id.removeprefix("uploads/")
+        fetched = read_meta(body)
+        earlier = datetime.fromisoformat(fetched.fetched_at) - timedelta(days=3, hours=1)
+        at = earlier.isoformat(timespec="seconds")
+        write_meta(body, dataclasses.replace(fetched, fetched_at=at))  # as three days ago
+        notes = {info.doc_id: note for info, note in engine.listing(7)}
+        assert notes == {
+            "statement.txt": "",  # a file, not a page
+            doc.doc_id: f"from <{url}>, fetched 3 days ago, dated 2024-03-14",
+        }
+        (_, report) = engine.reindex(7)
+        assert report.fetched == ((doc.doc_id, "unchanged"),)  # 304 Not Modified
+        assert web.requests[-1][1].get("If-None-Match")  # asked conditionally
+    notes = {info.doc_id: note for info, note in engine.listing(7)}
+    assert notes[doc.doc_id] == f"from <{url}>, fetched today, dated 2024-03-14"

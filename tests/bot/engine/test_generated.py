@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import time
 from dataclasses import replace
@@ -12,6 +13,7 @@ import pytest
 import pytest_asyncio
 
 from bot.config import Settings
+from bot.engine import Engine
 from bot.engine.answers import Answer
 from bot.engine.extractive import Ranking, compose
 from bot.engine.generated import (
@@ -325,6 +327,37 @@ async def test_connection_refused_falls_back(engine, embedder):
     settings = replace(engine.settings, llm_base_url="http://127.0.0.1:9/v1")
     answer, stats = await Generator(settings, embedder).answer(QUESTION, hits, fallback)
     assert answer == fallback and stats.reason == "connection error"
+
+
+@pytest.mark.parametrize(
+    ("reply", "reason", "stream"),  # stream: /ask previews the text; @mentions do not
+    [
+        ({"delay": 3}, "timeout", True),
+        (None, "connection error", False),
+        ({"status": 429, "headers": {"Retry-After": "30"}}, "rate limited, retry after 30 s", True),
+        ({"status": 502}, "HTTP 502", False),
+        ({"body": "data: {broken\n\n"}, "malformed reply", False),  # neither JSON nor an event
+        ({"body": "data: {broken\n\n"}, "malformed reply", True),
+    ],
+)
+async def test_a_failing_model_is_logged_and_the_member_gets_the_extractive_answer(
+    engine, embedder, fake, caplog, reply, reason, stream
+):
+    """README: timeouts, connection errors, 429s, 5xx and malformed replies fall back to the
+    extractive answer with a log line (through Engine.answer, the bot's own path)."""
+    url = fake.base_url if reply is not None else "http://127.0.0.1:9/v1"  # nothing listens
+    if reply is not None:
+        fake.reply(**reply)
+    settings = replace(engine.settings, llm_base_url=url, llm_model="fake-model", llm_timeout=0.5)
+    generating = Engine(settings, embedder)
+    generating.open()  # the shared index the session's engine built
+    caplog.set_level(logging.INFO, logger="bot.engine.generated")
+    answer, stats = await generating.answer(QUESTION, on_text=_ignore if stream else None)
+    assert answer == engine.ask(QUESTION) and answer.found and stats.fell_back
+    [line] = [r for r in caplog.records if r.name == "bot.engine.generated"]
+    assert line.levelno == logging.WARNING
+    assert line.getMessage().startswith(f"model fake-model failed ({reason}")
+    assert line.getMessage().endswith("); answering extractively")
 
 
 async def test_no_passages_means_no_model_call(engine, embedder, fake):

@@ -1,5 +1,6 @@
 import asyncio
 import json
+import math
 import threading
 
 import numpy as np
@@ -13,6 +14,7 @@ from index.reader import card, squad, training
 from index.reader.model import (
     SHIPPED,
     Reader,
+    Weights,
     context,
     load_reader,
     sentence_probabilities,
@@ -183,3 +185,14 @@ def test_without_a_reader_answers_fall_back_to_similarity(make_engine):
     answer = engine.ask("Who called Diane Abbott a trailblazer?")
     assert answer.found and "trailblazer" in answer.citations[0].quote
     assert not engine.ask("What is the recipe for lasagne?").found
+
+
+def test_answer_probability_holds_with_extreme_fitted_weights():
+    """Weights fitted on a few separable calibrate questions can be huge (train-reader on a
+    tiny set gave reader 54725, cosine -6805, bias -31000): no overflow, the same sigmoid."""
+    extreme = Weights(54725.0, -6804.7, -31000.0)
+    assert extreme.probability(0.2, 0.5) == 0.0 and extreme.probability(0.9, 0.5) == 1.0
+    mild = Weights(0.3, 7.6, -2.0)
+    for p, cosine in ((0.01, 0.1), (0.5, 0.3), (0.99, 0.8)):
+        z = 0.3 * math.log(p / (1 - p)) + 7.6 * cosine - 2.0
+        assert mild.probability(p, cosine) == pytest.approx(1 / (1 + math.exp(-z)))
