@@ -24,13 +24,6 @@ PASSAGES = 3  # sentences come from the best three passages only
 W_SENTENCE, W_WORDS, W_PASSAGE = 0.55, 0.25, 0.20
 MARGIN = 0.15  # further sentences must score within this of the best one
 MIN_WORDS = 4  # shorter sentences (captions such as "Image: Jeremy Corbyn.") answer nothing
-# Picture captions and credits are not what a document says: they never answer ("Source:
-# Author: Richard Townsend, licensed under the Creative Commons…" is no answer to who wrote it).
-_CREDIT = re.compile(
-    r"^\W*(image|photo(graph)?|picture|source|credits?|caption|copyright)\s*:|creative commons"
-    r"|\bcc[- ]by\b|©|all rights reserved",
-    re.I,
-)
 # A refusal lists the closest sentences (at most RELATED) that score within RELATED_BELOW of the
 # threshold. On the QA set, on-topic questions the statement doesn't answer score 0.14-0.19 and
 # small talk ("what's the capital of Australia?") at most 0.11: only the first get a list.
@@ -63,7 +56,7 @@ _TYPES = [  # (question pattern, pattern the sentence must match)
         r"\b(1[5-9]|20)\d\d\b|\d(st|nd|rd|th)\b|\d[/.]\d|\b(today|tonight|yesterday|tomorrow|ago"
         r"|since|(last|next|this|that) (year|month|week|spring|summer|autumn|winter)|january"
         r"|february|march|april|may|june|july|august|september|october|november|december"
-        r"|(mon|tues|wednes|thurs|fri|satur|sun)days?)\b",
+        r"|monday|tuesday|wednesday|thursday|friday|saturday|sunday)\b",
     ),
 ]
 _TYPES = [(re.compile(q, re.I), re.compile(a, re.I)) for q, a in _TYPES]
@@ -156,14 +149,12 @@ def by_topic(hits: list[Hit]) -> list[Candidate]:
 
 
 def _best(found: list[Candidate]) -> list[Candidate]:
-    """Best first; captions, credits and other very short sentences dropped; a sentence that
-    overlapping chunks both hold counted once, at its best score."""
+    """Best first; captions and other very short sentences dropped; a sentence that overlapping
+    chunks both hold counted once, at its best score."""
     kept: dict[tuple[str, int], Candidate] = {}
     for c in found:
         key = (c.chunk.doc_id, c.start)
-        if len(c.text.split()) < MIN_WORDS or _CREDIT.search(c.text):
-            continue
-        if key not in kept or kept[key].score < c.score:
+        if len(c.text.split()) >= MIN_WORDS and (key not in kept or kept[key].score < c.score):
             kept[key] = c
     return sorted(kept.values(), key=lambda c: -c.score)
 

@@ -51,30 +51,6 @@ def test_captions_are_never_answers():
     assert similar("alpha", [Hit(caption, 1.0, 0.9, 1, 1, (0.99,))], threshold=0.1).found is False
 
 
-def test_credits_are_never_answers():
-    text = "Source: Author: Richard Townsend, licensed under the Creative Commons licence."
-    credit = Chunk("doc.txt", "Doc", 0, len(text), text, "¶1", ((0, len(text)),))
-    hit = Hit(credit, 1.0, 0.9, 1, 1, (0.99,))
-    assert similar("Who wrote this statement?", [hit], threshold=0.1).found is False
-
-
-def test_the_statement_never_answers_with_its_photo_credit(engine):
-    answer = engine.ask("Who wrote this statement?")
-    assert all("Richard Townsend" not in c.quote for c in answer.citations), answer.text
-
-
-def test_a_society_meeting_on_thursdays_answers_when_it_meets(make_engine):
-    engine = make_engine()
-    notes = b"The Quarry Lane allotment society meets on Thursdays at the old chapel."
-    engine.add_document(7, "allotments.txt", notes, user_id=1)
-    for question in (
-        "When does the Quarry Lane allotment society meet?",
-        "Where does the Quarry Lane allotment society meet?",
-    ):
-        answer = engine.ask(question, 7)
-        assert answer.found and "Thursdays" in answer.citations[0].quote, (question, answer.text)
-
-
 def test_a_near_miss_refusal_lists_the_closest_passages_whatever_their_type():
     # "When…" needs a time, which no sentence has; the closest by topic are listed instead.
     hits = [Hit(ONE, 1.0, 0.5, 1, 1, (0.5, 0.6)), Hit(TWO, 0.5, 0.2, 2, None, (0.1,))]
@@ -114,7 +90,6 @@ def test_control_characters_and_markup_stay_plain_text():
         ("How many candidates are there?", "A shortlist of just two candidates.", True),
         ("How many votes did he get?", "He got a lot of support.", False),
         ("When does it meet?", "It meets every second Tuesday.", True),
-        ("When does the society meet?", "It meets on Thursdays at the old chapel.", True),
         ("When is the election?", "The election will be divisive.", False),
         ("What happened in 2019?", "In 2017 he did well.", False),
         ("Who is to blame?", "Starmer alone bears responsibility.", True),
