@@ -25,7 +25,7 @@ async def test_questions_during_a_reindex_are_all_acknowledged_and_answered(tmp_
         settings,
         asks=60,
         concurrency=20,
-        before_reindex=lambda: more_documents(data, 4),  # ~80 chunks to embed meanwhile
+        before_reindex=lambda: more_documents(data, 12),  # ~240 chunks to embed meanwhile
     )
     print(result.report())
 
@@ -35,7 +35,7 @@ async def test_questions_during_a_reindex_are_all_acknowledged_and_answered(tmp_
     assert all(a.messages == 1 and a.content for a in result.asks)
     # The questions really ran alongside the re-index, which then swapped its index in.
     assert sum(a.sent < result.reindex_done for a in result.asks) >= 60
-    assert len(engine.documents()) == 5 and "load-1-003.txt" in [
+    assert len(engine.documents()) == 13 and "load-1-003.txt" in [
         d.doc_id for d in engine.documents()
     ]
 
