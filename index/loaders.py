@@ -4,33 +4,21 @@ from __future__ import annotations
 
 import codecs
 import dataclasses
-import io
-import logging
 import os
-import re
 import unicodedata
-import zipfile
 from pathlib import Path, PurePath
 
 from index import sandbox
 from index.errors import DocumentError
+from index.formats import check_size, read_docx, read_html, read_pdf, size_text
 from index.records import Document
-
-log = logging.getLogger(__name__)
 
 SUPPORTED: frozenset[str] = frozenset({".txt", ".md", ".html", ".htm", ".pdf", ".docx"})
 
 MAX_NAME = 100  # characters in an uploaded file name
 MAX_NAME_BYTES = 240  # as UTF-8: leaves room for the ".part" temporary name under NAME_MAX (255)
 MAX_TITLE = 120
-DOCX_MAX_UNZIPPED = 50_000_000  # bytes, all entries together
-DOCX_MAX_RATIO = 100  # uncompressed / compressed
-DOCX_RATIO_FLOOR = 1_000_000  # small archives may compress well without being a threat
-DOCX_MAX_ENTRIES = 10_000
-MAX_PDF_PAGES = 2_000  # a longer PDF is refused, not cut short: a missing part would go unnoticed
-MAX_TEXT = 10_000_000  # characters from one PDF, DOCX or HTML file; 2,000 dense pages hold 7 M
 
-_TEXT_TYPES = {".txt", ".md", ".html", ".htm"}
 _KINDS = ", ".join(sorted(SUPPORTED))
 # Signatures of formats people are likely to send by mistake, checked against the extension.
 _MAGIC = (
@@ -42,16 +30,6 @@ _MAGIC = (
     (b"GIF8", "a GIF image"),
     (b"\x1f\x8b", "a gzip archive"),
 )
-_HTML_DROP = {"script", "style", "nav", "noscript", "template", "head"}
-_HTML_BLOCKS = {
-    "address", "article", "aside", "blockquote", "body", "caption", "dd", "details", "dialog",
-    "div", "dl", "dt", "fieldset", "figcaption", "figure", "footer", "form", "h1", "h2", "h3",
-    "h4", "h5", "h6", "header", "hr", "html", "li", "main", "ol", "p", "section", "summary",
-    "table", "tbody", "tfoot", "thead", "tr", "ul",
-}  # fmt: skip
-_HTML_CELLS = {"td", "th"}
-_HTML_SPACE = re.compile(r"[ \t\n\r\f]+")  # HTML's own whitespace; a no-break space is text
-_BREAK = "\x00"  # stands for <br> while whitespace is collapsed; NULs were rejected already
 
 
 def scan(root: Path) -> list[tuple[Path, str]]:
@@ -129,8 +107,8 @@ def check_upload(filename: str, data: bytes, max_bytes: int) -> None:
     name = _shown(filename)
     if len(data) > max_bytes:
         raise DocumentError(
-            f"{name} is {len(data):,} bytes ({_size(len(data))}); "
-            f"the limit is {max_bytes:,} bytes ({_size(max_bytes)})."
+            f"{name} is {len(data):,} bytes ({size_text(len(data))}); "
+            f"the limit is {max_bytes:,} bytes ({size_text(max_bytes)})."
         )
     if not data:
         raise DocumentError(f"{name} is empty.")
@@ -157,11 +135,6 @@ def _check_content(name: str, ext: str, data: bytes) -> None:
         raise DocumentError(f"The content of {name} does not match its {ext} extension{it}.")
 
 
-def _check_size(name: str, chars: int) -> None:
-    if chars > MAX_TEXT:
-        raise DocumentError(f"{name} has more than {MAX_TEXT:,} characters of text.")
-
-
 def _utf8(name: str, data: bytes) -> str:
     try:
         return data.decode("utf-8-sig")  # drops one leading BOM, if any
@@ -171,177 +144,19 @@ def _utf8(name: str, data: bytes) -> str:
         ) from err
 
 
-def _docx_bomb(name: str, data: bytes) -> None:
-    """Inspect the archive's declared sizes (zipfile never inflates past them) before parsing."""
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            entries = archive.infolist()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError) as err:
-        raise DocumentError(f"{name} could not be read as a DOCX file.") from err
-    unzipped = sum(e.file_size for e in entries)
-    zipped = sum(e.compress_size for e in entries)
-    if (
-        len(entries) > DOCX_MAX_ENTRIES
-        or unzipped > DOCX_MAX_UNZIPPED
-        or (unzipped > DOCX_RATIO_FLOOR and unzipped > DOCX_MAX_RATIO * max(zipped, 1))
-    ):
-        raise DocumentError(
-            f"{name} looks like a zip bomb ({len(entries)} entries, {_size(unzipped)} "
-            f"uncompressed from {_size(zipped)}); it was not opened."
-        )
-
-
-# -- extractors: each returns (parts, title found in the document or None) ----------------------
+# -- what runs in the sandbox (the parsers are in index.formats) --------------------------------
 
 
 def _extract(name: str, ext: str, data: bytes) -> tuple[list[str], str | None]:
     """Parse a PDF, DOCX or HTML file: what load_bytes runs in the sandbox."""
     if ext == ".pdf":
-        parts, found = _pdf(name, data)
+        parts, found = read_pdf(name, data)
     elif ext == ".docx":
-        parts, found = _docx(name, data)
+        parts, found = read_docx(name, data)
     else:
-        parts, found = _html(data)
-    _check_size(name, sum(map(len, parts)))  # bounds what comes back, and all the work after
+        parts, found = read_html(data)
+    check_size(name, sum(map(len, parts)))  # bounds what comes back, and all the work after
     return parts, found
-
-
-def _pdf(name: str, data: bytes) -> tuple[list[str], str | None]:
-    from pypdf import PdfReader
-    from pypdf.errors import DependencyError
-
-    try:
-        reader = PdfReader(io.BytesIO(data))
-        # owner-password-only PDFs open with an empty password, like in any viewer
-        if reader.is_encrypted and not reader.decrypt(""):
-            raise DocumentError(
-                f"{name} is encrypted (password-protected); send an unencrypted copy."
-            )
-        if len(reader.pages) > MAX_PDF_PAGES:
-            raise DocumentError(
-                f"{name} has {len(reader.pages):,} pages; at most {MAX_PDF_PAGES:,} can be read, "
-                "so split it into smaller files."
-            )
-        parts, size = [], 0
-        for page in reader.pages:  # the text cap is checked as it grows: see bench/hostile_files
-            parts.append(page.extract_text() or "")
-            size += len(parts[-1])
-            _check_size(name, size)
-        found = _pdf_title(reader)
-    except DocumentError:
-        raise
-    except DependencyError as err:  # AES needs the optional `cryptography` package
-        raise DocumentError(
-            f"{name} is encrypted with a method this bot cannot open; send an unencrypted copy."
-        ) from err
-    except Exception as err:  # pypdf raises many types on damaged files
-        log.debug("pypdf failed on %s", name, exc_info=True)
-        raise DocumentError(f"{name} could not be read as a PDF; it may be damaged.") from err
-    if not any(p.strip() for p in parts):
-        raise DocumentError(
-            f"{name} has no extractable text (it may be scanned images); "
-            "send a PDF with a text layer."
-        )
-    return parts, found
-
-
-def _pdf_title(reader) -> str | None:
-    try:
-        meta = reader.metadata
-        return str(meta.title) if meta is not None and meta.title else None
-    except Exception:  # a damaged info dictionary should not cost us the text
-        log.debug("unreadable PDF metadata", exc_info=True)
-        return None
-
-
-def _docx(name: str, data: bytes) -> tuple[list[str], str | None]:
-    import docx
-
-    _docx_bomb(name, data)
-    try:
-        document = docx.Document(io.BytesIO(data))
-        parts: list[str] = []
-        heading = _docx_blocks(document, parts)
-        title = document.core_properties.title
-    except Exception as err:  # python-docx, lxml and zipfile raise many types on damaged files
-        log.debug("python-docx failed on %s", name, exc_info=True)
-        raise DocumentError(f"{name} could not be read as a DOCX file.") from err
-    return parts, (title if title and title.strip() else heading)
-
-
-def _docx_blocks(container, parts: list[str]) -> str | None:
-    """Append each non-empty paragraph (table cells included) in order; return the first heading."""
-    from docx.table import Table
-
-    heading = None
-    for block in container.iter_inner_content():
-        if isinstance(block, Table):
-            for row in block.rows:
-                seen = set()
-                for cell in row.cells:
-                    if id(cell._tc) not in seen:  # a merged cell is returned once per column
-                        seen.add(id(cell._tc))
-                        found = _docx_blocks(cell, parts)
-                        heading = found if heading is None else heading
-        elif block.text.strip():
-            parts.append(block.text)
-            style = block.style.name if block.style is not None else ""
-            if heading is None and (style == "Title" or style.startswith("Heading")):
-                heading = block.text
-    return heading
-
-
-def _html(data: bytes) -> tuple[list[str], str | None]:
-    from bs4 import BeautifulSoup, NavigableString, Tag
-    from bs4.element import PreformattedString
-
-    try:
-        markup: str | bytes = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        markup = data  # let BeautifulSoup follow the declared charset
-    soup = BeautifulSoup(markup, "html.parser")
-    found = soup.title.get_text() if soup.title else None
-    if not (found and found.strip()):
-        h1 = soup.find("h1")
-        found = h1.get_text() if h1 else None
-
-    blocks: list[str] = []
-    current: list[str] = []
-
-    def flush() -> None:
-        joined = _HTML_SPACE.sub(" ", "".join(current))
-        lines = [line.strip(" ") for line in joined.split(_BREAK)]
-        if any(lines):
-            blocks.append("\n".join(lines).strip("\n"))
-        current.clear()
-
-    stack: list[tuple[object, bool]] = [(soup, False)]  # iterative: deep nesting is no problem
-    while stack:
-        node, leaving = stack.pop()
-        if isinstance(node, NavigableString):
-            if not isinstance(node, PreformattedString):  # comments, doctype, CDATA...
-                current.append(str(node))
-        elif isinstance(node, Tag):
-            name = node.name.lower()
-            if leaving:
-                if name in _HTML_BLOCKS:
-                    flush()
-                elif name in _HTML_CELLS:
-                    current.append(" ")
-            elif name == "br":
-                current.append(_BREAK)
-            elif name == "pre":
-                flush()
-                blocks.append(node.get_text())  # whitespace is meaningful here
-            elif name not in _HTML_DROP:
-                if name in _HTML_BLOCKS:
-                    flush()
-                elif name in _HTML_CELLS:
-                    current.append(" ")
-                stack.append((node, True))
-                stack.extend((child, False) for child in reversed(node.contents))
-    flush()
-    return ["\n\n".join(b for b in blocks if b.strip())], found
 
 
 def _markdown_title(text: str) -> str | None:
@@ -416,10 +231,3 @@ def _shown(name: str) -> str:
     bad = ("Cc", "Cf", "Cs")
     clean = "".join("\ufffd" if unicodedata.category(c) in bad else c for c in name[:61])
     return clean if len(clean) <= 60 else clean[:59] + "…"
-
-
-def _size(n: int) -> str:
-    for unit, scale in (("MB", 1_000_000), ("KB", 1_000)):
-        if n >= scale:
-            return f"{n / scale:.1f}".removesuffix(".0") + f" {unit}"
-    return f"{n} bytes"

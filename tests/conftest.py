@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 
@@ -50,3 +51,15 @@ def engine(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Engi
     engine = Engine(Settings(data_dir=ROOT / "data", state_dir=state), embedder)
     engine.open()
     return engine
+
+
+@pytest.fixture
+def no_errors_logged(caplog: pytest.LogCaptureFixture):
+    """No test may end with a traceback or error in the logs (discord.py's, asyncio's, ours);
+    use it with `pytest.mark.usefixtures`."""
+    caplog.set_level(logging.INFO)
+    yield
+    # caplog.records would be the teardown's alone: each phase keeps its own
+    logged = [r for when in ("setup", "call", "teardown") for r in caplog.get_records(when)]
+    errors = [r for r in logged if r.levelno >= logging.ERROR]
+    assert not errors, [f"{r.name}: {r.getMessage()}" for r in errors]

@@ -1,32 +1,40 @@
-"""Running the real StatementBot against the loopback Discord stand-in; checks on what it sent."""
+"""Running the real StatementBot against the loopback Discord stand-in (an engine over a copy of
+the shipped data, fresh member ids, the bot started on servers a test builds); checks on what
+it sent."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import re
+import shutil
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from bot.app.client import StatementBot
 from bot.config import Settings
 from bot.engine import Engine
 from index.chunking import paragraphs, sentences
 from index.embedder import Embedder, Encoded
+from tests.conftest import ROOT
 from tests.fake_discord import FakeDiscord, Recorded, connected
 
 Json = dict[str, Any]
+Bot = tuple[FakeDiscord, StatementBot, Engine]
 
 EPHEMERAL = 1 << 6
 MANAGE_GUILD = 0x20
 CONTENT_LIMIT, DESCRIPTION, EMBED_TOTAL, FIELD_NAME, FIELD_VALUE = 2000, 4096, 6000, 256, 1024
 MAX_FIELDS = 25
+REFUSED = "You need the Manage Server permission to do that."
 # Routes whose JSON body is a message the bot shows (interaction callbacks carry it in "data").
 _MESSAGE_ROUTES = {
     "/interactions/{interaction_id}/{token}/callback",
@@ -92,27 +100,60 @@ def add_thread(fake: FakeDiscord, parent_id: int, thread_id: int, owner_id: int,
     }  # fmt: skip
 
 
+def open_engine(
+    tmp_path_factory: pytest.TempPathFactory, embedder: Embedder, folder: str, **settings: Any
+) -> Engine:
+    """A real engine, opened, over a copy of the shipped data in a fresh `folder` (for a
+    module-scoped fixture); `settings` are Settings' fields beyond the two folders."""
+    tmp = tmp_path_factory.mktemp(folder)
+    shutil.copytree(ROOT / "data", tmp / "data")
+    engine = Engine(Settings(data_dir=tmp / "data", state_dir=tmp / "state", **settings), embedder)
+    engine.open()
+    return engine
+
+
+def members(first: int) -> Callable[[], int]:
+    """A source of member ids from `first` on; each call gives one no test has used yet (each
+    member has their own cooldown). Give each module its own range."""
+    return itertools.count(first).__next__
+
+
 @contextlib.asynccontextmanager
-async def running(
+async def started(
     engine: Engine,
-    settings: Settings,
-    guilds: dict[int, int],
-    threads: dict[int, tuple[int, int]] | None = None,
+    build: Callable[[FakeDiscord], None],
+    settings: Settings | None = None,
+    **stand_in: Any,
 ) -> AsyncIterator[tuple[FakeDiscord, StatementBot]]:
-    """A started stand-in with `guilds` ({guild id: channel id}) and members' `threads`
-    ({thread id: (parent channel id, owner id)}), and a ready StatementBot on it."""
-    fake = FakeDiscord()
+    """A started stand-in (`stand_in`: FakeDiscord's options) with the servers `build` adds, and
+    a ready StatementBot on it with `settings` (by default the engine's)."""
+    fake = FakeDiscord(**stand_in)
     await fake.start()
-    for guild_id, channel_id in guilds.items():
-        fake.add_guild(guild_id, f"Server {guild_id % 1000}", channel_ids=[channel_id])
-    for thread_id, (parent_id, owner_id) in (threads or {}).items():
-        add_thread(fake, parent_id, thread_id, owner_id, f"thread {thread_id % 1000}")
     try:
-        bot = StatementBot(settings, engine, guild_ready_timeout=0.01)
+        build(fake)
+        bot = StatementBot(settings or engine.settings, engine, guild_ready_timeout=0.01)
         async with connected(fake, bot):
             yield fake, bot
     finally:
         await fake.stop()
+
+
+def running(
+    engine: Engine,
+    settings: Settings,
+    guilds: dict[int, int],
+    threads: dict[int, tuple[int, int]] | None = None,
+) -> contextlib.AbstractAsyncContextManager[tuple[FakeDiscord, StatementBot]]:
+    """`started` with `guilds` ({guild id: channel id}) and members' `threads`
+    ({thread id: (parent channel id, owner id)})."""
+
+    def build(fake: FakeDiscord) -> None:
+        for guild_id, channel_id in guilds.items():
+            fake.add_guild(guild_id, f"Server {guild_id % 1000}", channel_ids=[channel_id])
+        for thread_id, (parent_id, owner_id) in (threads or {}).items():
+            add_thread(fake, parent_id, thread_id, owner_id, f"thread {thread_id % 1000}")
+
+    return started(engine, build, settings)
 
 
 # -- reading what the bot sent ------------------------------------------------------------------

@@ -7,14 +7,15 @@ import sys
 
 import pytest
 
-import index.embedder
+import bot.engine.answering
 from bot.cli import main
 from tests.conftest import ROOT, STATEMENT
 
 
 @pytest.fixture
 def cli(tmp_path, embedder, monkeypatch, capsys):
-    monkeypatch.setattr(index.embedder, "Embedder", lambda name="bundled": embedder)
+    # the session's model, not a second one: `bot.engine.start` builds its embedder by this name
+    monkeypatch.setattr(bot.engine.answering, "Embedder", lambda name="bundled": embedder)
     monkeypatch.chdir(tmp_path)  # no stray state/ or .env from the checkout
 
     def run(*args: str) -> tuple[int, str, str]:

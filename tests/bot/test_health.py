@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-import index.embedder
+import bot.engine.answering
 from bot.app.client import IdentifyLimiter
 from bot.cli import main
 from bot.config import ConfigError, Settings
@@ -65,7 +65,8 @@ def test_a_well_formed_token_passes():
 
 @pytest.fixture
 def check(tmp_path, embedder, monkeypatch, capsys):
-    monkeypatch.setattr(index.embedder, "Embedder", lambda name="bundled": embedder)
+    # the session's model, not a second one: `bot.engine.start` builds its embedder by this name
+    monkeypatch.setattr(bot.engine.answering, "Embedder", lambda name="bundled": embedder)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DISCORD_TOKEN", TOKEN)
     monkeypatch.setenv("SHARD_COUNT", "2")

@@ -8,7 +8,7 @@ from pypdf import PdfWriter
 from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
 
 from bench.hostile_files import pdf_bomb, text_pdf
-from index import loaders
+from index import formats, loaders
 from index.errors import DocumentError
 from index.loaders import SUPPORTED, check_upload, load_bytes, load_file, safe_filename, scan
 from tests.conftest import STATEMENT
@@ -220,7 +220,7 @@ def test_corrupt_pdf_is_refused(cut: int):
 
 
 def test_pdf_with_too_many_pages_is_refused():
-    data = pdf_bomb(pages=loaders.MAX_PDF_PAGES + 1, repeats=1, word=b"x")
+    data = pdf_bomb(pages=formats.MAX_PDF_PAGES + 1, repeats=1, word=b"x")
     assert error("long.pdf", data) == (
         "long.pdf has 2,001 pages; at most 2,000 can be read, so split it into smaller files."
     )
@@ -228,7 +228,7 @@ def test_pdf_with_too_many_pages_is_refused():
 
 def test_text_past_the_cap_is_refused(monkeypatch: pytest.MonkeyPatch):
     """Checked inside the extractors (they run in the sandbox; called here in-process)."""
-    monkeypatch.setattr(loaders, "MAX_TEXT", 1000)
+    monkeypatch.setattr(formats, "MAX_TEXT", 1000)
     with pytest.raises(DocumentError, match=r"^a\.pdf has more than 1,000 characters of text\.$"):
         loaders._extract("a.pdf", ".pdf", text_pdf(pages=5, lines=5))
     with pytest.raises(DocumentError, match="more than 1,000 characters"):

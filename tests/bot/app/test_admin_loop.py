@@ -4,38 +4,35 @@ loopback Discord stand-in with the real bot, engine, model and SQLite."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import itertools
-import logging
-import shutil
 import sqlite3
 from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
 
-from bot.app.client import StatementBot
-from bot.config import Settings
 from bot.engine import Engine
 from bot.engine.db import ago
 from index.embedder import Embedder
-from tests.conftest import ROOT
 from tests.discord_harness import (
     EPHEMERAL,
     MANAGE_GUILD,
+    REFUSED,
+    Bot,
     assert_no_pings,
     assert_within_limits,
+    members,
+    open_engine,
     shown_payload,
+    started,
 )
-from tests.fake_discord import FakeDiscord, FakeInteraction, connected, snowflake
+from tests.fake_discord import FakeDiscord, FakeInteraction, snowflake
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.usefixtures("no_errors_logged")]
 
 GUILD_A, ASK_A, MODS_A, OTHER_A = (1_410_000_000_000_000_000 + n for n in (1, 2, 3, 4))
 GUILD_B, ASK_B = 1_420_000_000_000_000_001, 1_420_000_000_000_000_002
 GUILD_C = 1_430_000_000_000_000_001  # only in the database
 MODS_ROLE = 1_410_000_000_000_000_099
-REFUSED = "You need the Manage Server permission to do that."
 CORBYN = "How long has Corbyn been an MP?"
 WEATHER = [
     "What's the weather in London tomorrow?",
@@ -45,58 +42,31 @@ WEATHER = [
 LASAGNE = ["What is the recipe for lasagne?", "how do I make lasagne"]
 MERCURY = "What is the boiling point of mercury?"
 ZORBLAT = "Is there a Zorblat parade in Quenville?"  # asked in the other server only
-_users = itertools.count(1_490_000_000_000_000_001)
-Bot = tuple[FakeDiscord, StatementBot, Engine]
-
-
-def new_user() -> int:
-    return next(_users)
+new_user = members(1_490_000_000_000_000_001)
 
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Engine:
-    tmp = tmp_path_factory.mktemp("admin_loop")
-    shutil.copytree(ROOT / "data", tmp / "data")
-    settings = Settings(
-        data_dir=tmp / "data",
-        state_dir=tmp / "state",
+    return open_engine(
+        tmp_path_factory,
+        embedder,
+        "admin_loop",
         discord_guild_ids=(GUILD_A, GUILD_B),
         cooldown_questions=100,
     )
-    engine = Engine(settings, embedder)
-    engine.open()
-    return engine
 
 
-@pytest.fixture(autouse=True)
-def no_errors_logged(caplog: pytest.LogCaptureFixture):
-    """No test may end with a traceback or error in the logs (discord.py's, asyncio's, ours)."""
-    caplog.set_level(logging.INFO)
-    yield
-    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
-    assert not errors, [f"{r.name}: {r.getMessage()}" for r in errors]
-
-
-@contextlib.asynccontextmanager
-async def started(engine: Engine) -> AsyncIterator[Bot]:
-    """The stand-in with server A (ask, mods and other channels, a moderators' role) and B."""
-    fake = FakeDiscord()
-    await fake.start()
+def two_servers(fake: FakeDiscord) -> None:
+    """Server A (ask, mods and other channels, a moderators' role) and server B."""
     fake.add_guild(GUILD_A, "Server A", channel_ids=[ASK_A, MODS_A, OTHER_A])
     fake.add_role(GUILD_A, MODS_ROLE, "Mods")
     fake.add_guild(GUILD_B, "Server B", channel_ids=[ASK_B])
-    try:
-        bot = StatementBot(engine.settings, engine, guild_ready_timeout=0.01)
-        async with connected(fake, bot):
-            yield fake, bot, engine
-    finally:
-        await fake.stop()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def world(engine: Engine) -> AsyncIterator[Bot]:
-    async with started(engine) as bot:
-        yield bot
+    async with started(engine, two_servers) as (fake, bot):
+        yield fake, bot, engine
 
 
 async def ask(fake: FakeDiscord, question: str, guild: int = GUILD_A, user: int = 0) -> dict:
@@ -160,7 +130,7 @@ async def test_retention_deletes_old_questions_at_start(engine: Engine) -> None:
     engine.db.claim_handoff(old, new_user(), 600)
     with sqlite3.connect(engine.db.path) as db:
         db.execute("UPDATE answers SET created_at = ? WHERE id = ?", (ago(91 * 86400), old))
-    async with started(engine):
+    async with started(engine, two_servers):
         for _ in range(100):
             if engine.db.asked(old) is None:
                 break
@@ -193,7 +163,7 @@ async def test_retention_runs_again_every_hour(
         return False
 
     at_start = old_question()
-    async with started(engine) as (_, bot, _):
+    async with started(engine, two_servers) as (_, bot):
         forget = bot.get_cog("Insights").forget
         assert forget.is_running() and (forget.hours, forget.minutes, forget.seconds) == (1, 0, 0)
         assert await deleted(at_start)  # the run at start-up has been

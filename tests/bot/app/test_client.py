@@ -8,59 +8,42 @@ import contextlib
 import itertools
 import logging
 import re
-import shutil
-from collections.abc import AsyncIterator
 
 import pytest
 
 import bot.app.client
 from bot.app.client import StatementBot
-from bot.config import Settings
 from bot.engine import Engine
 from index.embedder import Embedder
-from tests.conftest import ROOT
-from tests.fake_discord import FakeDiscord, connected, guild_on_shard
+from tests import discord_harness
+from tests.discord_harness import members, open_engine
+from tests.fake_discord import FakeDiscord, guild_on_shard
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.usefixtures("no_errors_logged")]
 
 CORBYN = "How long has Corbyn been an MP?"
-_users = itertools.count(1_590_000_000_000_000_001)
+new_user = members(1_590_000_000_000_000_001)
 
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Engine:
-    tmp = tmp_path_factory.mktemp("client")
-    shutil.copytree(ROOT / "data", tmp / "data")
-    engine = Engine(Settings(data_dir=tmp / "data", state_dir=tmp / "state"), embedder)
-    engine.open()
-    return engine
+    return open_engine(tmp_path_factory, embedder, "client")
 
 
-@pytest.fixture(autouse=True)
-def no_errors_logged(caplog: pytest.LogCaptureFixture):
-    caplog.set_level(logging.INFO)
-    yield
-    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
-    assert not errors, [f"{r.name}: {r.getMessage()}" for r in errors]
-
-
-@contextlib.asynccontextmanager
-async def started(
+def started(
     engine: Engine, guilds: list[int], shard_count: int = 1
-) -> AsyncIterator[tuple[FakeDiscord, StatementBot]]:
+) -> contextlib.AbstractAsyncContextManager[tuple[FakeDiscord, StatementBot]]:
     """A stand-in recommending `shard_count` shards (all IDENTIFYs at once), with `guilds`
     (each with a channel of id guild + 1), and the bot on it with SHARD_COUNT unset."""
-    fake = FakeDiscord(shard_count=shard_count, max_concurrency=shard_count)
-    await fake.start()
-    for guild in guilds:
-        fake.add_guild(guild, f"Server {guild % 1000}", channel_ids=[guild + 1])
-    try:
-        assert engine.settings.shard_count == 0 and not engine.settings.shard_ids
-        bot = StatementBot(engine.settings, engine, guild_ready_timeout=0.01)
-        async with connected(fake, bot):
-            yield fake, bot
-    finally:
-        await fake.stop()
+    assert engine.settings.shard_count == 0 and not engine.settings.shard_ids
+
+    def build(fake: FakeDiscord) -> None:
+        for guild in guilds:
+            fake.add_guild(guild, f"Server {guild % 1000}", channel_ids=[guild + 1])
+
+    return discord_harness.started(
+        engine, build, shard_count=shard_count, max_concurrency=shard_count
+    )
 
 
 def logged(caplog: pytest.LogCaptureFixture, pattern: str) -> list[logging.LogRecord]:
@@ -81,7 +64,7 @@ async def test_unset_shard_count_runs_every_recommended_shard_and_serves_each_se
         for guild in (g for gs in guilds.values() for g in gs):
             ix = await fake.interact(
                 "ask", {"question": CORBYN}, guild_id=guild, channel_id=guild + 1,
-                user_id=next(_users),
+                user_id=new_user(),
             )  # fmt: skip
             shown = await fake.wait_answered(ix, timeout=30)
             assert "over 40 years" in shown["content"]

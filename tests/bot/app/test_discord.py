@@ -7,16 +7,13 @@ import asyncio
 import contextlib
 import dataclasses
 import itertools
-import logging
 import re
-import shutil
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import pytest_asyncio
 
-from bot.app.client import StatementBot
 from bot.app.exts.ask import plain
 from bot.config import Settings
 from bot.engine import Engine
@@ -27,11 +24,15 @@ from tests.conftest import ROOT, STATEMENT
 from tests.discord_harness import (
     EPHEMERAL,
     MANAGE_GUILD,
+    REFUSED,
+    Bot,
     GatedEmbedder,
     assert_each_quote_once,
     assert_exact_quote,
     assert_no_pings,
     assert_within_limits,
+    members,
+    open_engine,
     running,
     shown_payloads,
     sources,
@@ -40,7 +41,7 @@ from tests.discord_harness import (
 )
 from tests.fake_discord import FakeDiscord, FakeInteraction
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.usefixtures("no_errors_logged")]
 
 GUILD_A, CHANNEL_A = 1_210_000_000_000_000_001, 1_210_000_000_000_000_002
 GUILD_B, CHANNEL_B = 1_220_000_000_000_000_001, 1_220_000_000_000_000_002
@@ -48,7 +49,6 @@ GUILD_C, CHANNEL_C = 1_230_000_000_000_000_001, 1_230_000_000_000_000_002
 GUILDS = {GUILD_A: CHANNEL_A, GUILD_B: CHANNEL_B, GUILD_C: CHANNEL_C}
 UPLOAD_LIMIT = 100_000
 STATEMENT_TEXT = STATEMENT.read_text(encoding="utf-8")
-REFUSED = "You need the Manage Server permission to do that."
 BUSY = "A re-index is already running; try again when it has finished."
 CORBYN = "How long has Corbyn been an MP?"
 ZORBLAT = (
@@ -56,31 +56,19 @@ ZORBLAT = (
     "The Zorblat festival in Quenville is held every March on the frozen lake. "
     "Visitors skate between ice sculptures of herons while brass bands play.\n"
 )
-_users = itertools.count(1_290_000_000_000_000_001)
-
-
-def new_user() -> int:
-    """A member id no other test has used (each member has their own cooldown)."""
-    return next(_users)
-
-
-Bot = tuple[FakeDiscord, StatementBot, Engine]
+new_user = members(1_290_000_000_000_000_001)  # each member has their own cooldown
 
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Engine:
     """A real engine over a copy of the shipped data, its indexing gated for the re-index tests."""
-    tmp = tmp_path_factory.mktemp("discord")
-    shutil.copytree(ROOT / "data", tmp / "data")
-    settings = Settings(
-        data_dir=tmp / "data",
-        state_dir=tmp / "state",
+    return open_engine(
+        tmp_path_factory,
+        GatedEmbedder(embedder),  # type: ignore[arg-type]
+        "discord",
         discord_guild_ids=tuple(GUILDS),
         max_upload_bytes=UPLOAD_LIMIT,
     )
-    engine = Engine(settings, GatedEmbedder(embedder))  # type: ignore[arg-type]
-    engine.open()
-    return engine
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -99,15 +87,6 @@ def world(shared_bot: Bot) -> Iterator[Bot]:
     assert_no_pings(shared_bot[0], since)
     for _, message in shown_payloads(shared_bot[0], since):
         assert_each_quote_once(message, STATEMENT_TEXT)
-
-
-@pytest.fixture(autouse=True)
-def no_errors_logged(caplog: pytest.LogCaptureFixture):
-    """No test may end with a traceback or error in the logs (discord.py's, asyncio's, ours)."""
-    caplog.set_level(logging.INFO)
-    yield
-    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
-    assert not errors, [f"{r.name}: {r.getMessage()}" for r in errors]
 
 
 async def ask(

@@ -4,45 +4,42 @@ pages from a local web server (tests/web_server.py). Assertions are on what the 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
-import logging
 import re
-import shutil
 from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
 
-from bot.config import Settings
 from bot.engine import Engine
 from index.embedder import Embedder
 from index.web.fragments import Directive, resolve
 from index.web.pages import sidecar
-from tests.conftest import ROOT
 from tests.discord_harness import (
     EPHEMERAL,
     MANAGE_GUILD,
+    REFUSED,
     assert_no_pings,
     assert_within_limits,
+    members,
+    open_engine,
     running,
     state_snapshot,
 )
 from tests.fake_discord import FakeDiscord
 from tests.web_server import Reply, WebServer
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.usefixtures("no_errors_logged")]
 
 GUILD_A, CHANNEL_A = 1_310_000_000_000_000_001, 1_310_000_000_000_000_002
 GUILD_B, CHANNEL_B = 1_320_000_000_000_000_001, 1_320_000_000_000_000_002
 LIMIT = 300_000
-REFUSED = "You need the Manage Server permission to do that."
 STATEMENT_TITLE = "Quenville Tenants’ Union: statement on the riverside estate"
 HERONS = (
     "<html><head><title>Herons of Quenville</title></head><body><nav>Home</nav><article>"
     "<h1>Herons of Quenville</h1><p>{}</p></article></body></html>"
 )
-_users = itertools.count(1_390_000_000_000_000_001)
+new_user = members(1_390_000_000_000_000_001)
 
 
 @pytest.fixture(scope="module")
@@ -53,19 +50,15 @@ def web() -> WebServer:
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Engine:
-    tmp = tmp_path_factory.mktemp("discord-web")
-    shutil.copytree(ROOT / "data", tmp / "data")
-    settings = Settings(
-        data_dir=tmp / "data",
-        state_dir=tmp / "state",
+    return open_engine(
+        tmp_path_factory,
+        embedder,
+        "discord-web",
         discord_guild_ids=(GUILD_A, GUILD_B),
         max_upload_bytes=LIMIT,
         fetch_timeout=2.0,
         fetch_allow_loopback=True,  # the test web server is on 127.0.0.1
     )
-    engine = Engine(settings, embedder)
-    engine.open()
-    return engine
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -78,17 +71,15 @@ async def bot(engine: Engine) -> AsyncIterator[FakeDiscord]:
 
 
 @pytest.fixture(autouse=True)
-def no_errors_and_no_pings(bot: FakeDiscord, caplog: pytest.LogCaptureFixture):
-    caplog.set_level(logging.INFO)
+def no_pings(bot: FakeDiscord):
+    """Every message the bot sends during a test forbids all pings."""
     since = len(bot.requests)
     yield
     assert_no_pings(bot, since)
-    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
-    assert not errors, [f"{r.name}: {r.getMessage()}" for r in errors]
 
 
 async def command(fake: FakeDiscord, name: str, options=None, *, guild=GUILD_A, **kw) -> dict:
-    ix = await fake.interact(name, options, guild_id=guild, user_id=next(_users), **kw)
+    ix = await fake.interact(name, options, guild_id=guild, user_id=new_user(), **kw)
     return await fake.wait_answered(ix, timeout=30)
 
 
@@ -102,7 +93,7 @@ async def add(fake: FakeDiscord, url: str, guild: int = GUILD_A, **options: obje
 async def reindex(fake: FakeDiscord) -> str:
     """Run /reindex and return its summary (after any progress edits)."""
     ix = await fake.interact(
-        "reindex", guild_id=GUILD_A, user_id=next(_users), permissions=MANAGE_GUILD
+        "reindex", guild_id=GUILD_A, user_id=new_user(), permissions=MANAGE_GUILD
     )
     done = await fake.wait_for(
         lambda r: r.token == ix.token and r.ok and r.method == "PATCH"
@@ -134,7 +125,7 @@ async def test_a_link_added_in_discord_is_answered_with_links_to_the_quotes(
             "ask",
             {"question": "Which viability assessment should the council publish?"},
             guild_id=GUILD_A,
-            user_id=next(_users),
+            user_id=new_user(),
         )
         shown = await bot.wait_answered(ix, timeout=30)
         assert_within_limits(shown)
@@ -154,7 +145,7 @@ async def test_a_link_added_in_discord_is_answered_with_links_to_the_quotes(
 
         elsewhere = await bot.interact(
             "ask", {"question": "Which viability assessment should the council publish?"},
-            guild_id=GUILD_B, user_id=next(_users),
+            guild_id=GUILD_B, user_id=new_user(),
         )  # fmt: skip
         assert "viability" not in str(await bot.wait_answered(elsewhere, timeout=30))
 
@@ -254,7 +245,7 @@ async def test_reindex_refetches_conditionally_and_reembeds_only_what_changed(
         assert embedded == 1 and engine.indexes[str(GUILD_A)].infos[doc_id].chunks == 2
         ix = await bot.interact(
             "ask", {"question": "Where have the herons of Quenville moved to?"},
-            guild_id=GUILD_A, user_id=next(_users),
+            guild_id=GUILD_A, user_id=new_user(),
         )  # fmt: skip
         assert "reed beds" in (await bot.wait_answered(ix, timeout=30))["content"]
 
@@ -315,7 +306,7 @@ async def test_remove_takes_only_this_servers_document_names_whatever_is_typed(
         assert state_snapshot(state) == before and statement.read_bytes() == text
         assert theirs.is_file() and doc_id in engine.indexes[str(GUILD_B)].infos
         suggested = await bot.autocomplete(
-            "docs", "remove", "document", "herons", guild_id=GUILD_A, user_id=next(_users),
+            "docs", "remove", "document", "herons", guild_id=GUILD_A, user_id=new_user(),
             permissions=MANAGE_GUILD,
         )  # fmt: skip
         assert suggested == []  # another server's document is never suggested
@@ -331,7 +322,7 @@ async def test_every_server_is_answered_while_a_hostile_page_is_fetched(bot: Fak
     """A link that drips a byte at a time holds only its own /docs add, up to FETCH_TIMEOUT."""
     with WebServer() as slow:
         adding = await bot.interact(
-            "docs", {"url": slow.url("/drip")}, guild_id=GUILD_A, user_id=next(_users),
+            "docs", {"url": slow.url("/drip")}, guild_id=GUILD_A, user_id=new_user(),
             subcommand="add", permissions=MANAGE_GUILD,
         )  # fmt: skip
         while not slow.hits("/drip"):
@@ -339,7 +330,7 @@ async def test_every_server_is_answered_while_a_hostile_page_is_fetched(bot: Fak
         for guild in (GUILD_B, GUILD_A):
             asked = await bot.interact(
                 "ask", {"question": "Who is standing in Islington North?"},
-                guild_id=guild, user_id=next(_users),
+                guild_id=guild, user_id=new_user(),
             )  # fmt: skip
             shown = await bot.wait_answered(asked, timeout=30)
             assert "Corbyn" in shown["content"]

@@ -4,25 +4,28 @@ from roles and channel overwrites as Discord does (no test here passes `permissi
 
 from __future__ import annotations
 
-import itertools
-import logging
-import shutil
 import sqlite3
 from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
 
-from bot.app.client import StatementBot
-from bot.config import Settings
 from bot.engine import Engine
 from index.embedder import Embedder
 from tests import fake_permissions as perms
-from tests.conftest import ROOT
-from tests.discord_harness import EPHEMERAL, assert_no_pings, state_snapshot
-from tests.fake_discord import FakeDiscord, FakeInteraction, Recorded, connected
+from tests.discord_harness import (
+    EPHEMERAL,
+    REFUSED,
+    Bot,
+    assert_no_pings,
+    members,
+    open_engine,
+    started,
+    state_snapshot,
+)
+from tests.fake_discord import FakeDiscord, FakeInteraction, Recorded
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.usefixtures("no_errors_logged")]
 
 GUILD = 1_510_000_000_000_000_001
 ASK, MODS, LOCKED, HIDDEN = (1_510_000_000_000_000_010 + n for n in range(4))
@@ -33,7 +36,6 @@ V, S, R = perms.VIEW_CHANNEL, perms.SEND_MESSAGES, perms.READ_MESSAGE_HISTORY
 # its invite asked for.
 EVERYONE = V | S | R | perms.EMBED_LINKS | perms.ATTACH_FILES | perms.SEND_MESSAGES_IN_THREADS
 INVITED = EVERYONE | perms.CREATE_PUBLIC_THREADS
-REFUSED = "You need the Manage Server permission to do that."
 CANT_POST = f"⚠️ I can't post in <#{LOCKED}> yet: give me Send Messages there."
 NOT_PINGED = (
     f"⚠️ <@&{HELPERS}> is not mentionable, so it won't be pinged: make it mentionable or give me "
@@ -41,44 +43,23 @@ NOT_PINGED = (
 )
 CORBYN = "How long has Corbyn been an MP?"
 OFF_TOPIC = "Where can I buy tickets for the Zorblat parade?"
-_users = itertools.count(1_590_000_000_000_000_001)
-Bot = tuple[FakeDiscord, StatementBot, Engine]
-
-
-def new_user() -> int:
-    return next(_users)
+new_user = members(1_590_000_000_000_000_001)
 
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Engine:
-    tmp = tmp_path_factory.mktemp("permissions")
-    shutil.copytree(ROOT / "data", tmp / "data")
-    settings = Settings(
-        data_dir=tmp / "data",
-        state_dir=tmp / "state",
+    return open_engine(
+        tmp_path_factory,
+        embedder,
+        "permissions",
         discord_guild_ids=(GUILD,),
         cooldown_questions=100,
     )
-    engine = Engine(settings, embedder)
-    engine.open()
-    return engine
 
 
-@pytest.fixture(autouse=True)
-def no_errors_logged(caplog: pytest.LogCaptureFixture):
-    """No test may end with a traceback or error in the logs (discord.py's, asyncio's, ours)."""
-    caplog.set_level(logging.INFO)
-    yield
-    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
-    assert not errors, [f"{r.name}: {r.getMessage()}" for r in errors]
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def world(engine: Engine) -> AsyncIterator[Bot]:
+def usual_server(fake: FakeDiscord) -> None:
     """A server with an ask channel, the moderators' channel, a read-only channel and a hidden
     one; roles for moderators (mentionable), helpers (not), managers, admins and the bot."""
-    fake = FakeDiscord()
-    await fake.start()
     fake.add_guild(GUILD, channel_ids=[ASK, MODS, LOCKED, HIDDEN])
     fake.edit_role(GUILD, GUILD, permissions=EVERYONE)
     fake.add_role(GUILD, MODS_ROLE, "Mods")
@@ -92,12 +73,12 @@ async def world(engine: Engine) -> AsyncIterator[Bot]:
     fake.set_overwrite(LOCKED, GUILD, deny=S)  # announcements: read only
     fake.set_overwrite(LOCKED, MODS_ROLE, allow=S)
     fake.set_overwrite(HIDDEN, GUILD, deny=V)
-    try:
-        bot = StatementBot(engine.settings, engine, guild_ready_timeout=0.01)
-        async with connected(fake, bot):
-            yield fake, bot, engine
-    finally:
-        await fake.stop()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def world(engine: Engine) -> AsyncIterator[Bot]:
+    async with started(engine, usual_server) as (fake, bot):
+        yield fake, bot, engine
 
 
 async def command(
