@@ -21,7 +21,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from index.chunking import fold
+from index.chunking import CHUNKER, fold
 from index.chunks import Chunks
 from index.errors import Busy, Error, IndexDamaged, IndexMismatch
 from index.lexical import Lexical
@@ -43,6 +43,7 @@ class Params:
     dim: int
     chunk_size: int
     chunk_overlap: int
+    chunker: str = CHUNKER  # how text is cut into sentences and which paragraphs are kept
 
 
 @dataclass(frozen=True)

@@ -87,3 +87,45 @@ def test_offsets_hold_for_any_text(text, size, overlap):
     for c in chunk_document(doc(text), size=size, overlap=overlap):
         assert c.text == text[c.start : c.end] and c.text.strip()
         assert all(c.start <= a < b <= c.end for a, b in c.sentences)
+
+
+def test_sentences_are_cut_where_a_reader_would():
+    # Abbreviations, initials and quotes that the old pattern cut, a heading and a list kept
+    # inside one block by trafilatura, and a hard-wrapped line that goes on in lower case.
+    cases = [
+        ["The U.S. Environmental Protection Agency said emissions fell.", "Others disagreed."],
+        ["Mr. J. R. R. Tolkien wrote it in 1937.", "It sold well."],
+        ["“Are you coming?” he asked.", "She nodded."],
+        ["He was born c. 1950 in St. Albans.", "He moved in Jan. 1970."],
+    ]
+    for want in cases:
+        text = " ".join(want)
+        assert [text[a:b] for a, b in sentences(text, 0, len(text))] == want
+    text = "Delivery latency\n95% of tasks begin within five seconds.\n- one item\n- another"
+    assert [text[a:b] for a, b in sentences(text, 0, len(text))] == [
+        "Delivery latency",
+        "95% of tasks begin within five seconds.",
+        "- one item",
+        "- another",
+    ]
+    text = "Note\nthat length is measured in octets, not in\ncharacters. Next."
+    assert [text[a:b] for a, b in sentences(text, 0, len(text))] == [text[:-6], "Next."]
+
+
+def test_captions_credits_and_teasers_are_not_chunked():
+    kept = "Jeremy Corbyn will stand as an independent in Islington North."
+    left_out = [
+        "Image: Jeremy Corbyn. Source: Author: Richard Townsend, licensed under the Creative "
+        "Commons Attribution 3.0 Unported license.",
+        "Read more: The best laptops of 2019",
+        "Related: Chicago is America's most segregated city",
+        "Photograph: Reuters",
+        '^ "Top 5 Browsers". StatCounter.',
+        "This article originally appeared on The Atlantic.",
+        "Heba Habib contributed to this report.",
+        "941 comments",
+    ]
+    text = "\n\n".join([kept, *left_out, "Source code is open to all, and anyone may read it."])
+    chunks = chunk_document(doc(text))
+    assert [c.text for c in chunks] == [kept, "Source code is open to all, and anyone may read it."]
+    assert [c.location for c in chunks] == ["¶1", "¶10"]  # paragraphs keep their numbers
