@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import hashlib
 import json
 import logging
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from bot.config import Settings
-from bot.engine import Engine
+from bot.engine import WEB, Engine
 from bot.engine.extractive import Ranking, compose
 from bot.engine.insights import slots_filled
 from index.chunking import fold
@@ -27,6 +28,7 @@ from index.reader.squad import read_squad, split_articles
 from index.records import Document
 from index.search import MODES, search
 from index.store import DocInfo, Params, Store
+from index.web import pages
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +175,7 @@ def ask_all(engine: Engine, rows: list[dict]) -> list[Asked]:
 
 def statement_set(engine: Engine, path: Path, split: str) -> list[Asked]:
     """A JSONL question set about the engine's documents, one split of it."""
-    return ask_all(engine, [r for r in read_qa(path) if r.get("split", "test") == split])
+    return ask_all(engine, [r for r in read_qa(path) if split in ("all", r.get("split", "test"))])
 
 
 def squad_set(path: Path, split: str, settings: Settings, embedder, reader) -> list[Asked]:
@@ -223,10 +225,39 @@ def _squad_row(article, q, off_topic: bool) -> dict:
 MAX_FALSE_REFUSALS = {"jsonl": 0.05, "json": 0.10}
 
 
+def pages_set(engine: Engine, path: Path, split: str) -> list[Asked]:
+    """A JSONL question set about saved web pages (see `open_pages`), one split of it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        paged = open_pages(engine, path.with_suffix(""), Path(tmp))
+        rows = [r for r in read_qa(path) if split in ("all", r.get("split", "test"))]
+        return ask_all(paged, [r | {"doc": f"{WEB}{r['doc']}.html"} for r in rows])
+
+
+def open_pages(engine: Engine, folder: Path, tmp: Path) -> Engine:
+    """An engine over the saved pages of `folder` (`<doc>.html.gz`, and their URLs in
+    `pages.json`) on their own, indexed as the bot indexes links: stored bodies read through
+    trafilatura."""
+    local = replace(engine.settings, data_dir=tmp / "data", state_dir=tmp / "state")
+    local.data_dir.mkdir(parents=True)
+    web = local.state_dir / "web"
+    web.mkdir(parents=True)
+    for name, about in json.loads((folder / "pages.json").read_text(encoding="utf-8")).items():
+        body = web / f"{name}.html"
+        body.write_bytes(gzip.decompress((folder / f"{name}.html.gz").read_bytes()))
+        url = about["url"]
+        pages.write_meta(body, pages.WebMeta(url, url, ".html", None, None, None, "", None))
+    paged = Engine(local, engine.embedder, reader=engine.reader)
+    paged.open()
+    return paged
+
+
 def question_set(engine: Engine, path: Path, split: str) -> list[Asked]:
-    """A question set by its file type: SQuAD 2.0 JSON, or the project's JSONL."""
+    """A question set by its file type: SQuAD 2.0 JSON, the project's JSONL about the engine's
+    documents, or the project's JSONL about the saved pages in the folder beside it."""
     if path.suffix == ".json":
         return squad_set(path, split, engine.settings, engine.embedder, engine.reader)
+    if path.with_suffix("").is_dir():
+        return pages_set(engine, path, split)
     return statement_set(engine, path, split)
 
 
@@ -296,7 +327,9 @@ def threshold_for(asked: list[Asked], max_false_refusals: float) -> float:
     Refusing a fair question is the costlier error for members, so the bound on false
     refusals is met first; within it, as many other questions as possible are refused.
     """
-    answerable = sorted(a.ranking.best for a in asked if a.row["answerable"])
+    # Answerable questions left with no candidate (their passages were not found, or no
+    # sentence fits the answer type) are refused at any threshold: they do not set it.
+    answerable = sorted(a.ranking.best for a in asked if a.row["answerable"] and a.ranking.best)
     others = [a.ranking.best for a in asked if not a.row["answerable"]]
     lowest_kept = answerable[int(max_false_refusals * len(answerable))]
     below = [s for s in answerable + others if s < lowest_kept]
@@ -310,6 +343,11 @@ def report(asked: list[Asked], threshold: float) -> dict:
     for a in asked:
         row = a.row
         answer = compose(row["question"], a.ranking, threshold)
+        if row.get("doc"):
+            n["with_doc"] += 1
+            n["wrong_doc"] += answer.found and any(
+                c.chunk.doc_id != row["doc"] for c in answer.citations
+            )
         for c in answer.citations:
             n["quotes"] += 1
             n["exact"] += c.chunk.text[c.start - c.chunk.start : c.end - c.chunk.start] == c.quote
@@ -330,6 +368,9 @@ def report(asked: list[Asked], threshold: float) -> dict:
         facts = _facts(row)
         quoted = " ".join(c.quote for c in answer.citations) if answer.found else ""
         hit = any(_contains(quoted, f) for f in facts) if quoted else False
+        n["gold_quoted"] += bool(quoted and row.get("gold") and _contains(quoted, row["gold"]))
+        typed = replace(a.ranking, candidates=tuple(a.ranking.untyped or a.ranking.candidates))
+        n["type_refused"] += not answer.found and compose(row["question"], typed, threshold).found
         n["answered"] += answer.found
         n["false_refusals"] += not answer.found
         n["key_fact"] += hit
@@ -343,6 +384,9 @@ def report(asked: list[Asked], threshold: float) -> dict:
         "key_fact": n["key_fact"] / max(1, n["answerable"]),
         "gold_in_answered": n["key_fact"] / max(1, n["answered"]),
         "recall@3": n["recall3"] / n["with_gold"] if n["with_gold"] else None,
+        "gold_quoted": n["gold_quoted"] / n["with_gold"] if n["with_gold"] else None,
+        "wrong_doc": n["wrong_doc"] / n["with_doc"] if n["with_doc"] else None,
+        "type_refused": n["type_refused"] / max(1, n["answerable"]),
         "refused_unanswerable": n["refused"] / max(1, n["unanswerable"]),
         "refused_off_topic": n["refused_off_topic"] / n["off_topic"] if n["off_topic"] else None,
         "false_refusals": n["false_refusals"] / max(1, n["answerable"]),
@@ -364,6 +408,13 @@ def format_qa(name: str, r: dict) -> str:
             f"{r['key_fact']:6.1%} ({r['gold_in_answered']:.1%} of those answered)",
         ),
         (r["recall@3"] is not None, "gold passage Recall@3", f"{r['recall@3'] or 0:6.1%}"),
+        (r["recall@3"] is not None, "gold text quoted", f"{r['gold_quoted'] or 0:6.1%}"),
+        (
+            r["wrong_doc"] is not None,
+            "answered from another document",
+            f"{r['wrong_doc'] or 0:6.1%}",
+        ),
+        (answerable, "refused by an answer type", f"{r['type_refused']:6.1%}"),
         (True, "unanswerable refused", f"{r['refused_unanswerable']:6.1%}"),
         (answerable, "answerable refused", f"{r['false_refusals']:6.1%}"),
         (off_topic, "not-indexed questions refused", f"{r['refused_off_topic'] or 0:6.1%}"),

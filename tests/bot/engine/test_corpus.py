@@ -72,6 +72,19 @@ def test_uploads_are_answerable_only_in_their_server(make_engine):
         engine.remove_document(111, "statement.txt")
 
 
+def test_a_plural_day_answers_when_and_a_photo_credit_answers_nothing(make_engine):
+    engine = make_engine()
+    text = b"The Quarry Lane allotment society meets on Thursdays at the old chapel."
+    engine.add_document(111, "society.txt", text, user_id=5)
+    for question in ("When does the Quarry Lane allotment society meet?", "Where does it meet?"):
+        answer = engine.ask(question.replace("it", "the Quarry Lane society"), guild_id=111)
+        assert answer.found and "meets on Thursdays" in answer.citations[0].quote
+    # The statement ends with its photo's caption and credit: never quoted as an answer.
+    for question in ("who wrote this statement", "who took the photo of corbyn"):
+        answer = engine.ask(question)
+        assert not any("Townsend" in c.quote or "Image:" in c.quote for c in answer.citations)
+
+
 def test_bad_upload_changes_nothing(make_engine):
     engine = make_engine()
     before = dict(engine.indexes)

@@ -1,0 +1,85 @@
+"""How the extractive answer's knobs were chosen: on the calibrate splits, never on test.
+
+    .venv/bin/python bench/answer_knobs.py [--split calibrate]
+
+The statement's questions and the real pages' questions (tests/qa/real_pages.jsonl) are
+searched once, through the engine (READER=none); every variant of the knobs then re-scores the
+same passages: PASSAGES (how many of the best passages give sentences), the weights of a
+sentence's score (its similarity, the question's words it holds, its passage's score) and
+MARGIN. Each variant's threshold is calibrated as `eval --calibrate` does (the strictest of the
+sets' thresholds); printed per set: right sentence (gold quoted), key fact, answers from another
+document, unanswerable questions refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bot import evaluate  # noqa: E402
+from bot.config import Settings  # noqa: E402
+from bot.engine import WEB, extractive, start  # noqa: E402
+
+STATEMENT = ROOT / "tests/qa/statement_qa.jsonl"
+PAGES = ROOT / "tests/qa/real_pages.jsonl"
+TOP_K = 8  # passages searched: PASSAGES may take up to this many
+
+
+def searched(engine, rows: list[dict]) -> list[tuple[dict, list, object]]:
+    """(row, passages, idf) for each question."""
+    idf = engine.idf(None)
+    return [(r, engine.search(r["question"], k=TOP_K), idf) for r in rows]
+
+
+def asked(found: list, passages: int) -> list[evaluate.Asked]:
+    extractive.PASSAGES = passages
+    out = []
+    for row, hits, idf in found:
+        ranking = extractive.by_similarity(row["question"], hits, 0.0, idf)
+        out.append(evaluate.Asked(row, hits[:passages], ranking))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--split", default="calibrate")
+    args = parser.parse_args()
+
+    def rows(path: Path) -> list[dict]:
+        return [r for r in evaluate.read_qa(path) if r.get("split", "test") == args.split]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = start(Settings(data_dir=ROOT / "data", state_dir=Path(tmp) / "s", reader="none"))
+        paged = evaluate.open_pages(engine, PAGES.with_suffix(""), Path(tmp) / "p")
+        sets = {
+            "statement": searched(engine, rows(STATEMENT)),
+            "pages": searched(paged, [r | {"doc": f"{WEB}{r['doc']}.html"} for r in rows(PAGES)]),
+        }
+    weights = [(0.55, 0.25, 0.20), (0.45, 0.35, 0.20), (0.5, 0.2, 0.3), (0.6, 0.3, 0.1)]
+    print(f"{args.split} splits; per set: right sentence / key fact / other doc / unans. refused")
+    for passages, w, margin in itertools.product((3, 5), weights, (0.10, 0.15)):
+        extractive.W_SENTENCE, extractive.W_WORDS, extractive.W_PASSAGE = w
+        extractive.MARGIN = margin
+        done = {name: asked(found, passages) for name, found in sets.items()}
+        threshold = min(evaluate.threshold_for(a, 0.05) for a in done.values())
+        shown = []
+        for name, a in done.items():
+            r = evaluate.report(a, threshold)
+            gold = r["gold_quoted"] if name == "pages" else r["key_fact"]
+            other = f"{r['wrong_doc']:.1%}" if r["wrong_doc"] is not None else "-"
+            shown.append(
+                f"{name} {gold:.1%} / {r['key_fact']:.1%} / {other} / "
+                f"{r['refused_unanswerable']:.1%}"
+            )
+        knobs = f"P={passages} W={w} M={margin} t={threshold:.3f}"
+        print(f"{knobs:<42} " + "   ".join(shown))
+
+
+if __name__ == "__main__":
+    main()
