@@ -24,9 +24,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot import answer, evaluate  # noqa: E402
+from bot import evaluate  # noqa: E402
 from bot.config import Settings  # noqa: E402
-from bot.engine import start  # noqa: E402
+from bot.engine import extractive, start  # noqa: E402
 
 
 def main() -> None:
@@ -67,15 +67,12 @@ def main() -> None:
                 for a in xs
             ]
             r = evaluate.report(xs, t)
-            chars = [
-                len(
-                    " ".join(
-                        c.quote for c in answer.compose(a.row["question"], a.ranking, t).citations
-                    )
-                )
+            answers = [
+                extractive.compose(a.row["question"], a.ranking, t)
                 for a in xs
                 if a.row["answerable"]
             ]
+            chars = [len(" ".join(c.quote for c in answer.citations)) for answer in answers]
             line.append(f"{name} {r['key_fact']:5.1%} ({np.mean(chars):.0f} chars)")
         print(f"  {margin:.1f}  " + "  ".join(line))
     print(f"answer types at threshold {t}: key fact / unanswerable refused / answerable refused")
@@ -92,8 +89,8 @@ def main() -> None:
         print(f"  {'with' if typed else 'without':7}  " + "  ".join(line))
 
 
-def _typed(a: evaluate.Asked) -> answer.Ranking:
-    kept = answer.of_type(a.row["question"], list(a.ranking.candidates))
+def _typed(a: evaluate.Asked) -> extractive.Ranking:
+    kept = extractive.of_type(a.row["question"], list(a.ranking.candidates))
     return dataclasses.replace(a.ranking, candidates=tuple(kept))
 
 
