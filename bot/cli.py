@@ -273,11 +273,15 @@ async def _ask_all(engine, path: Path) -> None:
 
 
 def _add(args, settings: Settings) -> int:
+    from index.web.pages import warning
+
     report, doc = _engine(settings).add_source(args.url, args.title)
     about = ", ".join(x for x in (doc.author, doc.published and f"dated {doc.published}") if x)
     print(f"added {doc.doc_id}: “{doc.title}”" + (f" ({about})" if about else ""))
     print(f"  from {doc.url}, listed in {settings.data_dir / 'sources.txt'}")
     print(f"  {report.embedded} chunks embedded in {report.seconds:.2f} s")
+    if note := warning(doc):
+        print(f"  warning: {note}")
     return 0
 
 

@@ -1,12 +1,17 @@
-"""Admins' messages in Discord: /insights, hand-off posts and /settings; pure functions."""
+"""Admins' messages in Discord: /insights, hand-off posts, /settings and /docs add url:; pure
+functions."""
 
 from __future__ import annotations
 
 import discord
 
-from bot.app.render import CONTENT_LIMIT, escape, shorten
+from bot.app.render import CONTENT_LIMIT, code, escape, shorten
 from bot.engine.db import Asked, GuildSettings
 from bot.engine.insights import Insights, jump_url, period, rate
+from index.indexer import Report
+from index.records import Document
+from index.web.pages import warning
+from index.web.sources import shown_url
 
 FIELD_VALUE_LIMIT = 1024
 
@@ -90,3 +95,16 @@ def render_settings(settings: GuildSettings, retention_days: int) -> str:
         f"**@mentions answered in:** {where} (slash commands work everywhere)\n"
         f"**Questions kept for:** {kept} (`RETENTION_DAYS`)"
     )
+
+
+def render_added_url(report: Report, doc: Document) -> str:
+    """/docs add url:, once the page is indexed; a page with little text says so."""
+    about = ", ".join(x for x in (doc.author, doc.published and f"dated {doc.published}") if x)
+    text = (
+        f"Added {code(doc.doc_id)} from <{shown_url(doc.url)}>: “{escape(shorten(doc.title, 150))}”"
+        + (f" ({escape(about)})" if about else "")
+        + f", {report.embedded} chunks indexed in {report.seconds:.1f} s. Ask away!"
+    )
+    if note := warning(doc, f"<{shown_url(doc.url)}>"):
+        text += f"\n⚠️ {note[0].upper()}{note[1:]}"
+    return shorten(text, CONTENT_LIMIT)

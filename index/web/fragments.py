@@ -25,6 +25,8 @@ RANGE_WORDS = (3, 4, 5, 7, 10)  # words at each end of a range, tried in turn
 CONTEXT_WORDS = 5  # the most words of prefix or suffix
 CONTEXT_CHARS = 300  # characters of the document around a quote used to find it on the page
 _SPACE = re.compile(r"\s+")
+# WHATWG's windows-1252 over latin-1: cp1252, its five unused bytes kept as C1 controls.
+WINDOWS_1252 = {b: bytes([b]).decode("cp1252", "ignore") or chr(b) for b in range(0x80, 0xA0)}
 _WORD = re.compile(r"\S+")
 
 
@@ -68,17 +70,36 @@ def quote_url(doc: Document, start: int, end: int) -> str | None:
     before = doc.text[max(0, start - CONTEXT_CHARS) : start]
     after = doc.text[end : end + CONTEXT_CHARS]
     directive = text_fragment(page, doc.text[start:end], before, after)
+    if directive is None and not doc.text[start:end].isascii():
+        # The page declared no charset and the browser reads its UTF-8 as windows-1252
+        # (page_text is what it shows): find the quote as misread there and open it with
+        # terms of plain ASCII words, which read the same either way.
+        quote, before, after = (misread(x) for x in (doc.text[start:end], before, after))
+        directive = text_fragment(page, quote, before, after, ascii_only=True)
     return f"{base}#:~:{directive.encode()}" if directive else base
 
 
-def text_fragment(page: str, quote: str, before: str = "", after: str = "") -> Directive | None:
+def misread(text: str) -> str:
+    """`text` as a browser shows its UTF-8 bytes read as windows-1252 (WHATWG's)."""
+    return text.encode("utf-8").decode("latin-1").translate(WINDOWS_1252)
+
+
+def text_fragment(
+    page: str, quote: str, before: str = "", after: str = "", ascii_only: bool = False
+) -> Directive | None:
     """The shortest directive whose first match on `page` is `quote`, or None if it is not there.
 
     `page` is rendered text, one block a line; `before` and `after` are the quote's neighbours in
-    the extracted text, to tell repeated passages apart.
+    the extracted text, to tell repeated passages apart. With `ascii_only`, every term is plain
+    ASCII words, and the directive spans the quote from its first such word to its last; if
+    there is none, terms as the page shows them.
     """
     target = locate(page, quote, before, after)
-    return None if target is None else directive_for(page, *target)
+    if target is None:
+        return None
+    return (
+        ascii_only and directive_for(page, *target, ascii_only=True) or directive_for(page, *target)
+    )
 
 
 def locate(page: str, quote: str, before: str = "", after: str = "") -> tuple[int, int] | None:
@@ -106,17 +127,30 @@ def locate(page: str, quote: str, before: str = "", after: str = "") -> tuple[in
     return best, best + len(wanted)
 
 
-def directive_for(page: str, start: int, end: int) -> Directive | None:
-    """The first directive, shortest first, that `resolve` maps to page[start:end]."""
-    text = page[start:end]
-    words = [(m.start() + start, m.end() + start) for m in _WORD.finditer(text)]
+def directive_for(page: str, start: int, end: int, ascii_only: bool = False) -> Directive | None:
+    """The first directive, shortest first, that `resolve` maps to page[start:end]; with
+    `ascii_only`, to its span from the first ASCII word to the last, in ASCII terms."""
+    words = [(m.start() + start, m.end() + start) for m in _WORD.finditer(page[start:end])]
+    if ascii_only:
+        plain = [w for w in words if page[w[0] : w[1]].isascii()]
+        if not plain:
+            return None
+        start, end = plain[0][0], plain[-1][1]
+        words = words[words.index(plain[0]) : words.index(plain[-1]) + 1]
     if not words:
         return None
+    text = page[start:end]
     one_block = "\n" not in text
     first = [w for w in words if "\n" not in page[start : w[1]]]  # words of the first block
     last = [w for w in words if "\n" not in page[w[0] : end]]  # and of the last
+    if ascii_only:  # a term runs over ASCII words only
+        odd = [i for i, w in enumerate(first) if not page[w[0] : w[1]].isascii()]
+        first = first[: odd[0]] if odd else first
+        odd = [i for i, w in enumerate(last) if not page[w[0] : w[1]].isascii()]
+        last = last[odd[-1] + 1 :] if odd else last
     bases: list[tuple[str, str | None]] = []
-    if one_block and len(words) <= EXACT_WORDS:
+    whole = one_block and (not ascii_only or text.isascii())
+    if whole and len(words) <= EXACT_WORDS:
         bases.append((text, None))
     for n in (*RANGE_WORDS, len(words)):
         a, b = min(n, len(first)), min(n, len(last))
@@ -125,9 +159,14 @@ def directive_for(page: str, start: int, end: int) -> Directive | None:
         base = (page[start : first[a - 1][1]], page[last[-b][0] : end])
         if base not in bases:
             bases.append(base)
-    if one_block and len(words) > EXACT_WORDS:
+    if whole and len(words) > EXACT_WORDS:
         bases.append((text, None))
     prefixes, suffixes = _context(page[:start], before=True), _context(page[end:], before=False)
+    if ascii_only:
+        prefixes, suffixes = (
+            [p for p in prefixes if p.isascii()],
+            [x for x in suffixes if x.isascii()],
+        )
     contexts = [(None, None)] + [(p, None) for p in prefixes] + [(None, s) for s in suffixes]
     contexts += list(zip(prefixes, suffixes, strict=False))
     for head, tail in bases:

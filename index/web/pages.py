@@ -4,10 +4,12 @@ A page is stored as its body, exactly as fetched (`<name>.html`, `.pdf`, ...), b
 `<name>.html.web.json` saying where it came from and how to ask for it again. The sidecar is
 written first and the body last, so a body on disk always has its sidecar.
 
-HTML goes through trafilatura for the main text, title, author and date (not navigation, cookie
-banners or comments). Citations link into the live page with text fragments, which the browser
-matches against the page's *rendered* text, so a Document also keeps that text (`page_text`):
-every visible block of the page on its own line, whitespace collapsed as the browser does.
+HTML goes through index/web/extraction.py for the main text, title, author and date.
+Citations link into the live page with text fragments, which the browser matches against the
+page's *rendered* text, so a Document also keeps that text (`page_text`): every visible block of
+the page on its own line, whitespace collapsed, decoded as the browser decodes it (a page that
+declares no charset is windows-1252 there, even when it is UTF-8). A page whose main text is
+still thin is kept, and `warning` says so to the admin who added it.
 """
 
 from __future__ import annotations
@@ -25,27 +27,16 @@ from index import sandbox
 from index.errors import DocumentError
 from index.loaders import MAX_TITLE, load_bytes
 from index.records import Document
+from index.web.extraction import extract, thin, visible_text
 from index.web.fetch import Page
+from index.web.fragments import WINDOWS_1252
 
 log = logging.getLogger(__name__)
 
 SIDECAR = ".web.json"
 MAX_NAME = 80  # characters of a stored page's name, before its extension
-# Elements a browser does not render, so text fragments cannot match in them.
-_HIDDEN = {
-    "head", "script", "style", "template", "noscript", "iframe", "img", "video", "audio",
-    "object", "embed", "select", "textarea", "svg", "math", "meter", "progress", "canvas",
-}  # fmt: skip
-# Block-level elements (by the browser's default style): a text fragment's terms stay in one.
-_BLOCKS = {
-    "address", "article", "aside", "blockquote", "body", "caption", "center", "dd", "details",
-    "dialog", "dir", "div", "dl", "dt", "fieldset", "figcaption", "figure", "footer", "form",
-    "h1", "h2", "h3", "h4", "h5", "h6", "header", "hgroup", "hr", "html", "legend", "li",
-    "main", "menu", "nav", "ol", "p", "pre", "search", "section", "summary", "table", "tbody",
-    "td", "tfoot", "th", "thead", "tr", "ul", "br", "option", "optgroup",
-}  # fmt: skip
-_DISPLAY_NONE = re.compile(r"display\s*:\s*none", re.I)
-_SPACE = re.compile(r"\s+")  # Unicode whitespace, no-break space included: browsers match it so
+_SPACE = re.compile(r"\s+")
+_META_CHARSET = re.compile(rb"<meta[^>]*?charset\s*=\s*[\"']?\s*([\w.:-]+)", re.I)
 
 
 @dataclass(frozen=True)
@@ -79,8 +70,12 @@ def load_stored(data: bytes, meta: WebMeta, doc_id: str, title: str | None = Non
     title = title or meta.title
     where = meta.final_url
     if meta.kind != ".html":
+        browser = None
         if meta.kind in (".txt", ".md"):
-            data = _decode(data, meta.charset, where).encode("utf-8")
+            read = _decode(data, meta.charset, where)
+            browser = _browser_decode(data, meta.charset)
+            browser = None if browser == read else browser  # else the browser reads otherwise
+            data = read.encode("utf-8")
         name = f"page{meta.kind}"
         try:
             doc = load_bytes(name, data, doc_id, title)
@@ -88,8 +83,9 @@ def load_stored(data: bytes, meta: WebMeta, doc_id: str, title: str | None = Non
             said = str(err)
             said = said.removeprefix(name) if said.startswith(name + " ") else f": {said}"
             raise DocumentError(_short(where) + said) from err
-        # A browser shows plain text as it is: each line is matched on its own.
-        page_text = "\n".join(_SPACE.sub(" ", line).strip() for line in doc.text.split("\n"))
+        # A browser shows plain text as it is (in its own decoding): each line is matched alone.
+        lines = doc.text if browser is None else browser.replace("\r\n", "\n")
+        page_text = "\n".join(_SPACE.sub(" ", line).strip() for line in lines.split("\n"))
         shown = page_text if meta.kind in (".txt", ".md") else ""
         return dataclasses.replace(doc, source=where, url=where, page_text=shown)
     text, found, author, published, page_text = sandbox.run(
@@ -114,70 +110,22 @@ def load_stored(data: bytes, meta: WebMeta, doc_id: str, title: str | None = Non
 def _read_html(data: bytes, charset: str | None, where: str) -> tuple[str, ...]:
     """(main text, title, author, date, rendered text): what load_stored runs in the sandbox."""
     html = _decode(data, charset, where)
-    return (*extract(html, where), visible_text(html))
+    shown = visible_text(html)
+    browser = _browser_decode(data, charset)  # what the browser reads, if it reads otherwise
+    rendered = visible_text(browser) if browser is not None and browser != html else shown
+    return (*extract(html, where, shown), rendered)
 
 
-def extract(html: str, url: str | None = None) -> tuple[str, str | None, str | None, str | None]:
-    """(main text, title, author, date) of an HTML page; text "" when it has none.
-
-    Paragraphs are separated by a blank line; a line break inside one is kept as "\\n".
-    """
-    import trafilatura
-
-    found = None
-    for recall in (False, True):  # a short statement may need the recall-oriented pass
-        try:
-            found = trafilatura.bare_extraction(
-                html, url=url, with_metadata=True, include_comments=False, favor_recall=recall
-            )
-        except Exception:  # lxml and trafilatura raise many types on broken markup
-            log.debug("trafilatura failed on %s", url, exc_info=True)
-            found = None
-        if found is not None and found.body is not None and len(found.body):
-            break
-    if found is None or found.body is None:
-        return "", None, None, None
-    blocks = [b for b in (_block_text(el) for el in _leaf_blocks(found.body)) if b]
-    return "\n\n".join(blocks), found.title, found.author, found.date
-
-
-def visible_text(html: str) -> str:
-    """The text a browser renders for `html`: one line per block, whitespace collapsed."""
-    import lxml.html
-
-    try:
-        root = lxml.html.document_fromstring(html)
-    except Exception:  # lxml raises ParserError and others on garbage
-        log.debug("lxml could not parse a page", exc_info=True)
+def warning(doc: Document, where: str = "") -> str:
+    """What the admin adding a web page should know about its text ("" when nothing); `where`
+    is how to show its link (by default the link itself)."""
+    if not doc.url or not doc.page_text or doc.pages or not thin(doc.text, doc.page_text):
         return ""
-    lines: list[str] = []
-    current: list[str] = []
-
-    def flush() -> None:
-        line = _SPACE.sub(" ", "".join(current)).strip()
-        if line:
-            lines.append(line)
-        current.clear()
-
-    stack: list[tuple[object, bool]] = [(root, False)]
-    while stack:  # iterative: deep nesting is no problem
-        node, leaving = stack.pop()
-        tag = node.tag.lower() if isinstance(node.tag, str) else ""
-        if leaving:
-            if tag in _BLOCKS:
-                flush()
-            current.append(node.tail or "")
-            continue
-        if not tag or tag in _HIDDEN or _hidden(node):
-            current.append(node.tail or "")  # a comment or hidden element: only its tail shows
-            continue
-        if tag in _BLOCKS:
-            flush()
-        current.append(node.text or "")
-        stack.append((node, True))
-        stack.extend((child, False) for child in reversed(node))
-    flush()
-    return "\n".join(lines)
+    return (
+        f"only {len(doc.text):,} characters of text found on {where or _short(doc.url)}; the "
+        "page may need a browser (its text may be drawn by scripts), so few answers can come "
+        "from it."
+    )
 
 
 # -- on disk ---------------------------------------------------------------------------------
@@ -252,30 +200,6 @@ def filename(url: str, kind: str) -> str:
 # -- helpers -----------------------------------------------------------------------------------
 
 
-def _leaf_blocks(body):
-    """trafilatura's paragraphs, headings, list items, quotes and table rows, in order."""
-    for el in body.iter("p", "head", "item", "quote", "row", "code"):
-        if any(up.tag == "row" for up in el.iterancestors()):
-            continue  # a table row is one block, its cells side by side
-        if el.tag == "row" or not any(d is not el for d in el.iter("p", "item", "quote", "row")):
-            yield el
-
-
-def _block_text(el) -> str:
-    pieces = [el.text or ""]
-    for child in el.iter():
-        if child is el:
-            continue
-        pieces.append("\n" if child.tag == "lb" else (child.text or ""))
-        pieces.append(" " if child.tag == "cell" else (child.tail or ""))
-    lines = (_SPACE.sub(" ", line).strip() for line in "".join(pieces).split("\n"))
-    return "\n".join(line for line in lines if line)
-
-
-def _hidden(node) -> bool:
-    return node.get("hidden") is not None or bool(_DISPLAY_NONE.search(node.get("style") or ""))
-
-
 def _decode(data: bytes, charset: str | None, where: str) -> str:
     from bs4 import UnicodeDammit
 
@@ -289,6 +213,22 @@ def _decode(data: bytes, charset: str | None, where: str) -> str:
     if dammit.unicode_markup is None:
         raise DocumentError(f"{_short(where)} is not text in any encoding this bot can read.")
     return dammit.unicode_markup
+
+
+def _browser_decode(data: bytes, charset: str | None) -> str | None:
+    """The page as a browser decodes it when that may differ from `_decode`: no charset in the
+    headers, no byte order mark, then a `<meta charset>` or else windows-1252 (HTML's default,
+    though many pages so served are UTF-8). None when the browser reads it as `_decode` does."""
+    if charset or data.startswith((b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")):
+        return None
+    found = _META_CHARSET.search(data[:1024])
+    label = found.group(1).decode("ascii", "replace").lower() if found else "windows-1252"
+    if label in ("windows-1252", "cp1252", "iso-8859-1", "latin1", "latin-1", "us-ascii", "ascii"):
+        return data.decode("latin-1").translate(WINDOWS_1252)
+    try:
+        return data.decode("utf-8" if label.startswith("utf-16") else label, "replace")
+    except LookupError:
+        return None  # a label Python does not know: no better guess than _decode's
 
 
 def _write(path: Path, data: bytes) -> None:

@@ -10,7 +10,7 @@ import pytest
 import index.embedder
 from bot.cli import main
 from tests.conftest import ROOT
-from tests.web_server import Reply, WebServer
+from tests.web_server import Reply, WebServer, fixture
 
 PAGE = (
     "<html><head><title>Herons of Quenville</title></head><body><nav>Home · News</nav><article>"
@@ -25,6 +25,9 @@ def web():
     with WebServer() as server:
         server.routes["/herons"] = Reply(200, PAGE.encode(), {"ETag": '"h1"'})
         server.routes["/gone"] = Reply(404, b"gone")
+        article = fixture("script-drawn-article")  # the article only in its JSON-LD
+        server.routes["/courier"] = Reply(200, article)
+        server.routes["/teaser"] = Reply(200, article.replace(b'"articleBody"', b'"description"'))
         yield server
 
 
@@ -157,3 +160,28 @@ def test_a_page_with_only_a_date_is_asked_if_modified_since(cli, web, tmp_path):
     assert "fetched web/127-0-0-1-dated.html: unchanged" in out and "re-embedded: 0 " in out
     last = [headers for path, headers in web.requests if path == "/dated"][-1]
     assert last.get("If-Modified-Since") == stamp and "If-None-Match" not in last
+
+
+def test_a_page_whose_article_is_only_in_json_ld_is_indexed_whole(cli, web):
+    url = web.url("/courier")
+    code, out, err = cli("add", url)
+    assert code == 0, err
+    assert out.splitlines()[0] == (
+        "added web/127-0-0-1-courier.html: “Quenville council votes to sell the riverside "
+        "estate” (Mara Lindqvist, dated 2024-03-14)"
+    )
+    assert "warning" not in out
+    code, out, _ = cli("search", "rents for existing tenants rise 35 per cent", "--json")
+    assert any("would rise by 35 per cent" in h["text"] for h in json.loads(out))
+
+
+def test_a_page_with_little_text_is_added_and_the_admin_told(cli, web):
+    url = web.url("/teaser")
+    code, out, err = cli("add", url)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("added web/127-0-0-1-teaser.html: “Quenville council votes")
+    assert lines[-1] == (
+        f"  warning: only 306 characters of text found on {url}; the page may need a browser "
+        "(its text may be drawn by scripts), so few answers can come from it."
+    )

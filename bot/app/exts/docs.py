@@ -12,13 +12,14 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app.render import code, escape, render_documents, shorten
+from bot.app.render_admin import render_added_url
 from bot.app.replies import admin_only, reply
 from bot.engine import UPLOADS, Engine
 from index.errors import DocumentError
 from index.indexer import Report
 from index.loaders import safe_filename
 from index.web.fetch import check_url
-from index.web.sources import FETCHED, shown_url
+from index.web.sources import FETCHED
 
 log = logging.getLogger(__name__)
 PROGRESS_EVERY = 1.5  # seconds between progress edits, well inside Discord's rate limits
@@ -111,14 +112,7 @@ class Admin(commands.Cog):
         report, doc = await asyncio.to_thread(
             self.engine.add_url, interaction.guild_id, url, interaction.user.id, title
         )
-        about = ", ".join(x for x in (doc.author, doc.published and f"dated {doc.published}") if x)
-        await reply(
-            interaction,
-            f"Added {code(doc.doc_id)} from <{shown_url(doc.url)}>: "
-            f"“{escape(shorten(doc.title, 150))}”"
-            + (f" ({escape(about)})" if about else "")
-            + f", {report.embedded} chunks indexed in {report.seconds:.1f} s. Ask away!",
-        )
+        await reply(interaction, render_added_url(report, doc))
 
     @docs.command(name="remove")
     @app_commands.describe(document="One of this server's documents")

@@ -5,8 +5,13 @@ from __future__ import annotations
 import json
 
 from bot.app.render import render_answer, render_documents
+from bot.app.render_admin import render_added_url
 from bot.engine.answers import Answer, Citation
+from index.indexer import Report
 from index.records import Chunk
+from index.web.fetch import Page
+from index.web.pages import load_page
+from tests.web_server import fixture
 
 QUOTE = "Rents for those flats would rise by 35 per cent."
 
@@ -34,3 +39,23 @@ def test_the_document_list_adds_a_web_pages_note() -> None:
     lines = render_documents(rows).splitlines()
     assert lines[0].endswith("4 chunks, indexed 2024-06-01; " + note)
     assert lines[1].endswith("1 chunks, indexed x")
+
+
+def test_adding_a_page_with_little_text_says_so() -> None:
+    """/docs add url: on a page whose article its scripts would draw (no JSON-LD body)."""
+    url = "https://courier.example/news/riverside_(vote)"
+    html = fixture("script-drawn-article").replace(b'"articleBody"', b'"description"')
+    doc = load_page(Page(url, url, html, ".html", None, None, None, "2024-06-01"), "uploads/c.html")
+    report = Report(2, 5, 3, (), 0.42, True)
+    shown = "<https://courier.example/news/riverside_%28vote%29>"
+    assert render_added_url(report, doc).splitlines() == [
+        f"Added `uploads/c.html` from {shown}: “Quenville council votes to sell the riverside "
+        "estate” (Mara Lindqvist, dated 2024-03-14), 3 chunks indexed in 0.4 s. Ask away!",
+        f"⚠️ Only 306 characters of text found on {shown}; the page may need a browser (its "
+        "text may be drawn by scripts), so few answers can come from it.",
+    ]
+    whole = load_page(
+        Page(url, url, fixture("script-drawn-article"), ".html", None, None, None, "2024-06-01"),
+        "uploads/c.html",
+    )
+    assert "\n" not in render_added_url(report, whole)

@@ -6,8 +6,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from index.records import Document
-from index.web.fragments import Directive, directive_for, locate, quote_url, resolve, text_fragment
-from index.web.pages import extract, visible_text
+from index.web.fetch import Page
+from index.web.fragments import (
+    Directive,
+    directive_for,
+    locate,
+    misread,
+    quote_url,
+    resolve,
+    text_fragment,
+)
+from index.web.pages import extract, load_page, visible_text
 
 
 def test_terms_are_percent_encoded_with_the_syntax_characters() -> None:
@@ -141,3 +150,41 @@ def test_quote_urls_by_kind_of_document() -> None:
     page = "Page one text.\nPage two text."
     web = Document("p.html", "P", text, "p", url="https://example.org/p#top", page_text=page)
     assert quote_url(web, 16, 30) == "https://example.org/p#:~:text=Page%20two%20text."
+
+
+NO_CHARSET_PAGE = (
+    "<html><head><title>Estate</title>{meta}</head><body><article><h1>The riverside estate</h1>"
+    "<p>The council’s plan for the estate was drawn up without asking a single tenant.</p>"
+    "<p>“We won’t be moved,” said Mara Lindqvist, and the meeting agreed to a ballot in May.</p>"
+    "</article></body></html>"
+)
+
+
+def test_a_page_without_a_charset_is_linked_in_ascii_terms_on_the_page_the_browser_shows() -> None:
+    """Served with no charset, UTF-8 is shown by browsers as windows-1252 ("councilâ€™s", where
+    "council" ends no word); tests/index/web/test_fragments_browser.py opens these in Chromium."""
+
+    def load(meta: str = "", charset: str | None = None) -> Document:
+        data = NO_CHARSET_PAGE.format(meta=meta).encode()
+        url = "https://example.org/estate"
+        return load_page(Page(url, url, data, ".html", charset, None, None, "now"), "e.html")
+
+    assert "council’s plan" in load(charset="utf-8").page_text  # declared: read as declared
+    assert "council’s plan" in load('<meta charset="utf-8">').page_text
+    doc = load()
+    assert "council’s plan" in doc.text and "councilâ€™s plan" in doc.page_text
+    assert misread("won’t “") == "wonâ€™t â€œ"
+    for sentence, highlighted in [
+        (
+            "The council’s",
+            "The council’s plan for the estate was drawn up without asking a single tenant.",
+        ),
+        ("“We won’t", "be moved,” said Mara Lindqvist, and the meeting agreed to a ballot in May."),
+    ]:  # the second from its first plain-ASCII word
+        start = doc.text.index(sentence)
+        end = doc.text.index(".", start) + 1
+        link = quote_url(doc, start, end)
+        directive = Directive.parse(link.split("#:~:text=", 1)[1])
+        assert all(t is None or t.isascii() for t in vars(directive).values()), link
+        a, b = resolve(doc.page_text, directive)  # as the browser finds it, on what it shows
+        assert doc.page_text[a:b] == misread(highlighted), link

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 from index.chunking import paragraphs, sentences
 from index.records import Document
 from index.web.fetch import fetch
-from index.web.fragments import CONTEXT_CHARS, _fold, locate, quote_url
+from index.web.fragments import CONTEXT_CHARS, _fold, locate, misread, quote_url
 from index.web.pages import load_page
 from tests.chromium import TARGET_STYLE, Chromium
 from tests.web_server import FIXTURES, Reply, WebServer, fixture
@@ -122,3 +123,52 @@ async def test_citation_links_open_on_the_exact_passage_in_chromium() -> None:
         assert any(case in q for q in hard), case
     for phrase in REPEATED:  # on the page more than once: the link must skip the others
         assert html.count(phrase) >= 2 and phrase in hard, phrase
+
+
+# Served with no charset anywhere: the bot reads the UTF-8 bytes as UTF-8, Chromium as
+# windows-1252, so it shows "councilâ€™s" and a term holding "council’s" would match nothing.
+NO_CHARSET = (
+    "<html><head><title>Riverside estate</title>" + TARGET_STYLE + "</head><body><article>"
+    "<h1>Riverside estate: the tenants’ answer</h1>"
+    "<p>The council’s plan for the riverside estate was drawn up without asking a single "
+    "tenant who lives there.</p>"
+    "<p>“We won’t be moved,” said Mara Lindqvist, who chairs the tenants’ union, and the "
+    "meeting agreed to hold a ballot in May.</p>"
+    "<p>Rents for the flats in Block C would rise by a third over five years, the council’s "
+    "own figures show.</p></article></body></html>"
+)
+NO_CHARSET_TEXT = (
+    "The council’s plan for the riverside estate was drawn up\n"
+    "without asking a single tenant who lives there.\n\n"
+    "Rents for the flats in Block C would rise by a third over\n"
+    "five years, the council’s own figures show.\n"
+)
+
+
+async def test_links_open_on_the_quote_on_a_page_that_declares_no_charset() -> None:
+    opened = []
+    with WebServer() as web:
+        web.routes["/no-charset"] = Reply(200, NO_CHARSET.encode(), {"Content-Type": "text/html"})
+        plain = Reply(200, NO_CHARSET_TEXT.encode(), {"Content-Type": "text/plain"})
+        web.routes["/no-charset.txt"] = plain
+        async with Chromium() as browser:
+            for path in ("/no-charset", "/no-charset.txt"):
+                page = fetch(web.url(path), max_bytes=100_000, allow_loopback=True)
+                doc = load_page(page, path)
+                assert page.charset is None and "council’s plan" in doc.text  # shown as written
+                assert "councilâ€™s plan" in doc.page_text  # what Chromium shows
+                spans = [s for a, b in paragraphs(doc.text) for s in sentences(doc.text, a, b)]
+                for start, end in spans:
+                    quote = doc.text[start:end]
+                    if "’" not in quote:
+                        continue
+                    url = quote_url(doc, start, end)
+                    assert unquote(url.split("#:~:text=", 1)[1]).isascii(), url  # either way
+                    seen = await browser.open(url)
+                    # Highlighted: the quote from its first plain-ASCII word to its last.
+                    words = misread(quote).split()
+                    ascii_words = [i for i, w in enumerate(words) if w.isascii()]
+                    wanted = "".join(words[ascii_words[0] : ascii_words[-1] + 1])
+                    assert seen.highlighted == wanted and seen.contiguous, (quote, url, seen)
+                    opened.append(quote)
+    assert len(opened) == 6, opened  # the page's heading and 3 sentences, 2 in the text file
