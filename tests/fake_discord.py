@@ -593,7 +593,8 @@ class FakeDiscord:
         permissions: int | None = None,
     ) -> FakeInteraction:
         """Submit the modal the bot opened in answer to ``opened`` (MODAL_SUBMIT, type 5) with
-        ``values`` by text input custom id, as ``opened``'s member unless ``user_id`` is given.
+        ``values`` by text input custom id, as ``opened``'s member (with their permissions)
+        unless ``user_id`` is given.
         The client enforces the inputs' lengths and required flags, so this refuses to send
         what Discord's client would not."""
         modal = opened.modal
@@ -613,6 +614,8 @@ class FakeDiscord:
             raise LookupError(f"the modal has no inputs {sorted(unknown)}")
         data = {"custom_id": modal["custom_id"], "components": rows}
         source = self.messages.get(opened.source_message_id or "")
+        if user_id is None and permissions is None:  # the same member, as permitted as before
+            permissions = int(opened.payload["member"]["permissions"])
         return await self._interact(
             5,
             data,

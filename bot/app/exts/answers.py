@@ -100,11 +100,21 @@ class AnswerModal(discord.ui.Modal, title="Answer the member"):
         super().__init__(timeout=3600)
         self.answer_id, self.question = answer_id, question
 
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        """A crafted submit (another member, another server) is refused and leaves the modal
+        open for the moderator it was shown to."""
+        try:
+            await answerable(interaction, self.answer_id)
+        except Error as err:
+            await reply(interaction, str(err))
+            return False
+        return True
+
     async def on_submit(self, interaction: discord.Interaction) -> None:
         engine: Engine = interaction.client.engine  # type: ignore[attr-defined]
         text = clean_answer(self.answer.value)
         try:
-            asked = await answerable(interaction, self.answer_id)  # again: a crafted submit
+            asked = await answerable(interaction, self.answer_id)  # answered meanwhile?
             if not text:
                 raise HandoffRefused("The answer was empty; nothing was sent.")
             await interaction.response.defer(ephemeral=True, thinking=True)

@@ -20,6 +20,7 @@ import pytest
 import pytest_asyncio
 
 from bot.app.client import StatementBot
+from bot.cli import main
 from bot.config import Settings
 from bot.engine import Engine
 from bot.engine.extractive import NOT_FOUND
@@ -34,7 +35,7 @@ from tests.discord_harness import (
     sources,
     unescape,
 )
-from tests.fake_discord import FakeDiscord, FakeInteraction, connected
+from tests.fake_discord import FakeDiscord, FakeInteraction, connected, snowflake
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -136,25 +137,30 @@ def buttons(message: dict) -> dict[str, dict]:
     return {b.get("label") or b["emoji"]["name"]: b for b in found}
 
 
-async def hand_off(fake: FakeDiscord, refusal: dict, member: int) -> dict:
+async def hand_off(
+    fake: FakeDiscord, refusal: dict, member: int, guild: int = GUILD_A, mods: int = MODS_A
+) -> dict:
     """The member presses "Ask a moderator"; the post in the moderators' channel."""
     since = len(fake.requests)
-    ix = await fake.click(
-        buttons(refusal)["Ask a moderator"]["custom_id"], refusal, guild_id=GUILD_A, user_id=member
-    )
+    custom_id = buttons(refusal)["Ask a moderator"]["custom_id"]
+    ix = await fake.click(custom_id, refusal, guild_id=guild, user_id=member)
     await fake.wait_answered(ix, timeout=30)
-    [post] = [r for r in fake.requests[since:] if r.ok and r.path == f"/channels/{MODS_A}/messages"]
+    [post] = [r for r in fake.requests[since:] if r.ok and r.path == f"/channels/{mods}/messages"]
     return fake.messages[post.response["id"]]
 
 
-async def press_answer(fake: FakeDiscord, post: dict, user: int, **kw) -> FakeInteraction:
+async def press_answer(
+    fake: FakeDiscord, post: dict, user: int, guild: int = GUILD_A, **kw
+) -> FakeInteraction:
     custom_id = buttons(post)["Answer"]["custom_id"]
-    return await fake.click(custom_id, post, guild_id=GUILD_A, user_id=user, **kw)
+    return await fake.click(custom_id, post, guild_id=guild, user_id=user, **kw)
 
 
-async def answer(fake: FakeDiscord, post: dict, text: str) -> tuple[dict, FakeInteraction]:
+async def answer(
+    fake: FakeDiscord, post: dict, text: str, guild: int = GUILD_A, **kw
+) -> tuple[dict, FakeInteraction]:
     """The moderator presses Answer and submits `text`; what they are told first."""
-    opened = await press_answer(fake, post, MODERATOR)
+    opened = await press_answer(fake, post, kw.pop("user", MODERATOR), guild, **kw)
     modal = await fake.wait_modal(opened)
     [[text_input]] = [row["components"] for row in modal["components"]]
     submitted = await fake.submit(opened, {text_input["custom_id"]: text})
@@ -232,6 +238,18 @@ async def test_a_refused_question_answered_by_a_moderator_is_answered_by_the_bot
 
     other = new_user()
     text = HOSTILE.format(role=MODS_ROLE, other=other)
+    # Crafted: the modal submitted by a member, the button pressed in another server.
+    crafted = await fake.submit(opened, {text_input["custom_id"]: text}, user_id=other)
+    assert (await fake.wait_answered(crafted))["content"].startswith("Only moderators")
+    elsewhere = await ask(fake, ASKED, guild=GUILD_B)
+    button = buttons(post)["Answer"]["custom_id"]
+    foreign = {**elsewhere, "id": snowflake(), "components": post["components"]}
+    ix = await fake.click(
+        button, foreign, guild_id=GUILD_B, user_id=new_user(), permissions=MANAGE_GUILD
+    )
+    assert (await fake.wait_answered(ix))["content"] == "That hand-off is not one of this server's."
+    assert not engine.knowledge.entries(GUILD_A) and not engine.knowledge.entries(GUILD_B)
+
     submitted = await fake.submit(opened, {text_input["custom_id"]: text})
     done = await fake.wait_answered(submitted, timeout=60)
     assert done["flags"] & EPHEMERAL
@@ -317,3 +335,140 @@ async def test_a_refused_question_answered_by_a_moderator_is_answered_by_the_bot
 async def ask_docs(fake: FakeDiscord) -> str:
     ix = await fake.interact("docs", guild_id=GUILD_A, user_id=new_user(), subcommand="list")
     return (await fake.wait_answered(ix, timeout=30))["content"]
+
+
+async def test_a_long_hostile_answer_reaches_the_member_whole_and_is_quoted_exactly(
+    world: Bot,
+) -> None:
+    """4,000 characters of Markdown, mentions and links: split into messages within Discord's
+    limit, only the member pinged, nothing lost; stored and quoted exactly."""
+    fake, _, engine = world
+    since = len(fake.requests)
+    member = new_user()
+    line = (
+        "**Lantern walk** starts at 7 pm @everyone <@&{0}> [map](https://evil.example) _\\_ ~~x~~\n"
+    )
+    text = (line.format(MODS_ROLE) * 60)[:4000].strip()
+    post = await hand_off(fake, await ask(fake, "What time does the Zorblat lantern walk start?",
+                                          user=member), member)  # fmt: skip
+    done, _ = await answer(fake, post, text)
+    assert done["content"].startswith(f"Sent to <@{member}>:")
+    parts = [fake.messages[r.response["id"]] for r in replies_to(fake, ASK_A, since)]
+    assert len(parts) >= 3 and all(len(p["content"]) <= 2000 for p in parts)
+    head = f"<@{member}> A moderator answered:\n"
+    assert parts[0]["content"].startswith(head)
+    shown = [unescape(parts[0]["content"][len(head) :])] + [
+        unescape(p["content"]) for p in parts[1:]
+    ]
+    assert "".join(shown) == text  # cut at lines: nothing lost, nothing added
+    assert [u["id"] for p in parts for u in p["mentions"]] == [str(member)]
+    assert not any(p["mention_roles"] or p["mention_everyone"] for p in parts)
+    only_pings(fake, since, {parts[0]["id"]: [member], post["id"]: [MODS_ROLE]})
+
+    [entry] = [e for e in engine.knowledge.entries(GUILD_A) if "lantern" in e.question]
+    assert entry.answer == text
+    later = await ask(fake, "When does the lantern walk begin?")
+    assert_within_limits(later)  # the quote moves to the Sources card, shortened evenly
+    [citation] = (await contract(engine, later))["citations"]
+    assert citation["quote"] == text and citation["doc_id"] == DOC_ID
+    await admin(fake, "answers", {"entry": entry.id}, subcommand="remove")
+
+
+async def test_a_private_question_is_never_answered_in_public(world: Bot) -> None:
+    fake, _, engine = world
+    since = len(fake.requests)
+    member = new_user()
+    question = "Can I bring my dog to the Quenville ice rink?"
+    refusal = await ask(fake, question, user=member, private=True)
+    assert refusal["flags"] & EPHEMERAL
+    post = await hand_off(fake, refusal, member)
+    text = "Dogs on a lead are welcome on the terrace, not on the ice."
+    done, submitted = await answer(fake, post, text)
+    assert not replies_to(fake, ASK_A, since)  # nothing in the channel where they asked
+    assert done["content"].splitlines()[0] == (
+        "They asked privately (`/ask private:true`): I can't answer them where they asked "
+        "without showing their question to others. Send them your answer yourself (below); the "
+        "hand-off is marked answered."
+    )
+    await fake.wait_for(lambda r: r.token == submitted.token and len(submitted.followup_ids) == 1)
+    [by_hand] = [fake.messages[i] for i in submitted.followup_ids]
+    assert unescape(by_hand["content"]) == text and by_hand["flags"] & EPHEMERAL
+    assert "Answered by" in fake.messages[post["id"]]["content"]
+    # Saved all the same: the question is the server's knowledge, not the member's.
+    shown = await ask(fake, "Are dogs allowed at the ice rink in Quenville?")
+    assert unescape(shown["content"]).endswith(f": {text} [1]")
+    [entry] = [e for e in engine.knowledge.entries(GUILD_A) if e.answer == text]
+    await admin(fake, "answers", {"entry": entry.id}, subcommand="remove")
+
+
+async def test_answering_again_corrects_the_entry(world: Bot) -> None:
+    """The bot's answer from an entry is voted down and passed on: the moderator's new answer
+    replaces the entry's, which keeps its number and question."""
+    fake, _, engine = world
+    question = "Is there parking near the Quenville ice rink?"
+    member = new_user()
+    post = await hand_off(fake, await ask(fake, question, user=member), member)
+    await answer(fake, post, "Park behind the library.")
+    [entry] = [e for e in engine.knowledge.entries(GUILD_A) if e.question == question]
+
+    voter = new_user()
+    wrong = await ask(fake, "Where can I park my car for the ice rink in Quenville?", user=voter)
+    assert unescape(wrong["content"]).endswith(": Park behind the library. [1]")
+    thanks = await fake.click(
+        buttons(wrong)["👎"]["custom_id"], wrong, guild_id=GUILD_A, user_id=voter
+    )
+    thanks = await fake.wait_answered(thanks)
+    post = await hand_off(fake, thanks, voter)
+    done, _ = await answer(fake, post, "The library car park closed; park at the station.")
+    assert f"Saved as moderator answer #{entry.id}:" in done["content"]
+    [corrected] = [e for e in engine.knowledge.entries(GUILD_A) if e.id == entry.id]
+    assert corrected.question == question
+    assert corrected.answer == "The library car park closed; park at the station."
+    again = await ask(fake, "Where can I park my car for the ice rink in Quenville?")
+    assert unescape(again["content"]).endswith(
+        ": The library car park closed; park at the station. [1]"
+    )
+
+    await admin(fake, "answers", {"entry": entry.id}, subcommand="remove")
+
+
+async def test_insights_count_handoffs_and_export_them_as_regression_cases(
+    world: Bot, tmp_path, capsys
+) -> None:
+    """In server B, moderated by its admins (Manage Server, no role): one hand-off answered,
+    one open, one later question answered from the answer; /insights, `statement-bot insights`
+    and `feedback export` say so."""
+    fake, _, engine = world
+    await admin(fake, "settings", {"channel": str(ASK_B)}, subcommand="handoff", guild=GUILD_B)
+    member, waiting = new_user(), new_user()
+    question = "Does the Quenville ferry run on Sundays?"
+    post = await hand_off(fake, await ask(fake, question, GUILD_B, member), member, GUILD_B, ASK_B)
+    text = "Yes. The ferry runs hourly on Sundays from 9 am."
+    await answer(fake, post, text, GUILD_B, user=new_user(), permissions=MANAGE_GUILD)
+    refusal = await ask(fake, "Can I pay for the Quenville ferry by card?", GUILD_B, waiting)
+    await hand_off(fake, refusal, waiting, GUILD_B, ASK_B)  # left open
+    later = await ask(fake, "Is there a Sunday ferry service in Quenville?", GUILD_B)
+    assert unescape(later["content"]).endswith(f": {text} [1]")
+
+    shown = await admin(fake, "insights", guild=GUILD_B)
+    [moderators] = [f for f in shown["embeds"][0]["fields"] if f["name"].startswith("Hand-offs")]
+    assert moderators == {
+        "name": "Hand-offs to moderators",
+        "value": "**1** answered · **1** open\n"
+        "**1** later questions answered from moderators' answers",
+        "inline": False,
+    }
+
+    state = ["--state", str(engine.settings.state_dir), "--guild", str(GUILD_B)]
+    assert main(["insights", *state]) == 0
+    assert "hand-offs 1 answered, 1 open; 1 questions answered from moderators' answers" in (
+        capsys.readouterr().out
+    )
+    out = tmp_path / "feedback.jsonl"
+    assert main(["feedback", "export", "--out", str(out), *state]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    [moderated] = [r for r in rows if r["why"] == "answered by a moderator"]
+    assert moderated["question"] == question and moderated["answerable"] is True
+    assert (moderated["gold"], moderated["key_fact"]) == (text, "Yes.")
+    assert moderated["answer_given"].startswith(NOT_FOUND)
+    assert question not in [r["question"] for r in rows if r is not moderated]
