@@ -23,6 +23,7 @@ from bot.app.client import StatementBot
 from bot.cli import main
 from bot.config import Settings
 from bot.engine import Engine
+from bot.engine.db import GuildSettings
 from bot.engine.extractive import NOT_FOUND
 from bot.engine.knowledge import DOC_ID, FILENAME
 from index.embedder import Embedder
@@ -202,6 +203,36 @@ async def contract(engine: Engine, message: dict) -> dict:
             return json.loads(row[0])
         await asyncio.sleep(0.05)
     raise AssertionError(f"no answer recorded for message {message['id']}")
+
+
+# -- in a thread (first in the module: it starts its own bot before the shared one) -------------
+
+
+async def test_a_question_asked_in_a_thread_is_answered_in_that_thread(engine: Engine) -> None:
+    engine.db.save_settings(GUILD_A, GuildSettings(MODS_A, MODS_ROLE), new_user())
+    async with started(engine, reply_in_thread=True) as (fake, _, _):
+        member = new_user()
+        asked = await fake.message(
+            "Is the Quenville museum open on Mondays?",
+            guild_id=GUILD_A,
+            channel_id=ASK_A,
+            user_id=member,
+        )
+        refusal = await fake.wait_for_reply(asked, timeout=30)
+        assert refusal["channel_id"] == asked["id"]  # the thread started from the question
+        post = await hand_off(fake, refusal, member)
+        since = len(fake.requests)
+        text = "Closed on Mondays, open 10 to 5 the rest of the week."
+        await answer(fake, post, text)
+        [sent] = replies_to(fake, int(asked["id"]), since)
+        reply = fake.messages[sent.response["id"]]
+        assert reply["message_reference"]["message_id"] == refusal["id"]
+        assert [u["id"] for u in reply["mentions"]] == [str(member)]
+        assert unescape(reply["content"]) == f"<@{member}> A moderator answered:\n{text}"
+        assert not replies_to(fake, ASK_A, since)
+    for entry in engine.knowledge.entries(GUILD_A):
+        engine.remove_entry(GUILD_A, entry.id, new_user())
+    engine.db.save_settings(GUILD_A, GuildSettings(), new_user())
 
 
 # -- the loop -----------------------------------------------------------------------------------
