@@ -7,6 +7,10 @@ from bot.app.render import CONTENT_LIMIT, escape, shorten
 from bot.engine.knowledge_db import Entry
 
 
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
 def pieces(text: str, limit: int, first: int | None = None) -> list[str]:
     """`text` escaped, in messages of at most `limit` characters (the first `first`), each cut
     at a line or a space where one is near: the pieces together hold all of it."""
@@ -57,9 +61,9 @@ def render_entries(entries: list[Entry]) -> str:
     lines = [f"**Moderator answers** ({len(entries)}): `/answers remove` takes the number."]
     for n, e in enumerate(entries):
         line = (
-            f"**#{e.id}** “{escape(shorten(' '.join(e.question.split()), 150))}” — "
+            f"**#{e.id}** “{escape(shorten(one_line(e.question), 150))}” — "
             f"{escape(shorten(e.answerer, 40))}, {e.date}: "
-            f"{escape(shorten(' '.join(e.answer.split()), 120))}"
+            f"{escape(shorten(one_line(e.answer), 120))}"
         )
         if sum(len(x) + 1 for x in lines) + len(line) + 30 > CONTENT_LIMIT:
             lines.append(f"…and {len(entries) - n} more.")

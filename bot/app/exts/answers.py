@@ -13,7 +13,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app.render import CONTENT_LIMIT, escape, shorten
-from bot.app.render_known import answered_post, member_reply, pieces, render_entries
+from bot.app.render_known import answered_post, member_reply, one_line, pieces, render_entries
 from bot.app.replies import GENERIC_ERROR, NO_PINGS, admin_only, reply
 from bot.engine import Engine
 from bot.engine.db import Asked, HandoffRefused
@@ -83,7 +83,7 @@ class AnswerButton(discord.ui.DynamicItem[discord.ui.Button], template=r"answer:
         except Error as err:
             await reply(interaction, str(err))
             return
-        await interaction.response.send_modal(AnswerModal(self.answer_id, asked.question))
+        await interaction.response.send_modal(AnswerModal(asked.answer_id))
 
 
 class AnswerModal(discord.ui.Modal, title="Answer the member"):
@@ -96,9 +96,9 @@ class AnswerModal(discord.ui.Modal, title="Answer the member"):
         max_length=MAX_ANSWER,
     )
 
-    def __init__(self, answer_id: int, question: str) -> None:
+    def __init__(self, answer_id: int) -> None:
         super().__init__(timeout=3600)
-        self.answer_id, self.question = answer_id, question
+        self.answer_id = answer_id
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
         """A crafted submit (another member, another server) is refused and leaves the modal
@@ -235,7 +235,7 @@ class Answers(commands.Cog):
         removed = await asyncio.to_thread(
             self.engine.remove_entry, interaction.guild_id, entry, user.id
         )
-        question = escape(shorten(" ".join(removed.question.split()), 150))
+        question = escape(shorten(one_line(removed.question), 150))
         await reply(interaction, f"Removed moderator answer #{removed.id} (“{question}”).")
 
     @answers_remove.autocomplete("entry")
@@ -245,9 +245,7 @@ class Answers(commands.Cog):
         entries = await asyncio.to_thread(self.engine.knowledge.entries, interaction.guild_id)
         return [
             app_commands.Choice(
-                name=shorten(
-                    f"#{e.id} {' '.join(e.question.split())} ({e.answerer}, {e.date})", 100
-                ),
+                name=shorten(f"#{e.id} {one_line(e.question)} ({e.answerer}, {e.date})", 100),
                 value=e.id,
             )
             for e in reversed(entries)
