@@ -4,10 +4,11 @@
 
 Runs StatementBot and a real Engine over a copy of data/ against the loopback Discord stand-in
 (tests/fake_discord.py), sends it an /ask that is answered, one that is refused with passages
-that might be related, a /reindex after a document was added, and /docs list, and keeps the
-message payloads the bot sent. Each is laid out by a small HTML template in Discord's dark
-theme and photographed by headless Chromium (Debian: `apt-get install -y chromium
-fonts-noto-color-emoji`). Nothing leaves 127.0.0.1.
+that might be related, a /reindex after a document was added, /docs list, and the moderators'
+loop (a refusal passed on, answered with the Answer button's modal, then asked in other words),
+and keeps the message payloads the bot sent. Each is laid out by a small HTML template in
+Discord's dark theme and photographed by headless Chromium (Debian: `apt-get install -y
+chromium fonts-noto-color-emoji`). Nothing leaves 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ MANAGE_GUILD, EPHEMERAL = 1 << 5, 1 << 6
 ANSWERED = "What does Momentum say about Keir Starmer?"
 RELATED = "When did Kate Dove become chair of Momentum?"
 ADDED = "herons.txt", "Herons of Quenville\n\nGrey herons nest on the lake islands in April.\n"
+HANDED_OFF = "Where can I buy tickets for the Zorblat parade?"
+MODERATED = "Tickets are sold at the Quenville town hall from 1 March, **£5** for adults."
+ASKED_AGAIN = "Who sells tickets for the Zorblat parade?"
+NAMES = {MEMBER: "member", ADMIN: "admin"}  # mentions as Discord draws them
 CHROMIUM = "/usr/bin/chromium"
 WIDTH = 760  # CSS pixels; pictures are taken at twice that
 
@@ -82,7 +87,38 @@ async def capture(engine: Engine) -> list[Shot]:
 
         _, listed = await command("docs", subcommand="list", user_id=MEMBER)
         shots.append(Shot("docs-list", "member", "/docs list", (listed,)))
+        shots += await moderated(fake, command)
     return shots
+
+
+async def moderated(fake, command) -> list[Shot]:
+    """A refusal passed on to the moderators (here the admin, in the same channel), answered
+    with the Answer button's modal, then the same question asked in other words."""
+    await command("settings", {"channel": str(CHANNEL)}, subcommand="handoff", user_id=ADMIN,
+                  permissions=MANAGE_GUILD)  # fmt: skip
+    _, refusal = await command("ask", {"question": HANDED_OFF}, user_id=MEMBER)
+    since = len(fake.requests)
+    handoff = [c for row in refusal["components"] for c in row["components"]][-1]
+    ix = await fake.click(handoff["custom_id"], refusal, guild_id=GUILD, user_id=MEMBER)
+    await fake.wait_answered(ix, timeout=60)
+    [rec] = [r for r in fake.requests[since:] if r.route == "/channels/{channel_id}/messages"]
+    post = fake.messages[rec.response["id"]]
+    before = {**post}
+    [button] = post["components"][0]["components"]
+    opened = await fake.click(button["custom_id"], post, guild_id=GUILD, user_id=ADMIN,
+                              permissions=MANAGE_GUILD)  # fmt: skip
+    modal = await fake.wait_modal(opened)
+    since = len(fake.requests)
+    text_input = modal["components"][0]["components"][0]["custom_id"]
+    await fake.wait_answered(await fake.submit(opened, {text_input: MODERATED}), timeout=60)
+    [rec] = [r for r in fake.requests[since:] if r.route == "/channels/{channel_id}/messages"]
+    reply = fake.messages[rec.response["id"]]
+    _, again = await command("ask", {"question": ASKED_AGAIN}, user_id=ADMIN + 1)
+    return [
+        Shot("moderator-post", "", "", (before, fake.messages[post["id"]])),
+        Shot("moderator-reply", "", "", (reply,)),
+        Shot("moderator-known", "member", f"/ask question: {ASKED_AGAIN}", (again,)),
+    ]
 
 
 # -- drawing ------------------------------------------------------------------------------------
@@ -90,6 +126,8 @@ async def capture(engine: Engine) -> list[Shot]:
 _ESCAPED = re.compile(r"\\([^\w\s])")
 _CODE = re.compile(r"`([^`]+)`")
 _BOLD = re.compile(r"\*\*(.+?)\*\*")
+_MENTION = re.compile(r"&lt;@&?(\d+)&gt;")
+_CHANNEL = re.compile(r"&lt;#\d+&gt;")
 _LINK = re.compile(r"\[([^\]]+)\]\((https?://[^)\s]+)\)")
 
 
@@ -105,6 +143,10 @@ def inline(text: str) -> str:
     text = _CODE.sub(r"<code>\1</code>", text)
     text = _BOLD.sub(r"<strong>\1</strong>", text)
     text = _LINK.sub(r'<a href="\2">\1</a>', text)
+    text = _CHANNEL.sub('<span class="mention">#questions</span>', text)
+    text = _MENTION.sub(
+        lambda m: f'<span class="mention">@{NAMES.get(int(m[1]), "user")}</span>', text
+    )
     return re.sub("\x00(\\d+)\x00", lambda m: html.escape(kept[int(m[1])]), text)
 
 
@@ -138,12 +180,28 @@ def _buttons(message: Json) -> str:
     rows = []
     for row in message.get("components", []):
         buttons = "".join(
-            f'<span class="button">{html.escape((b.get("emoji") or {}).get("name", ""))}'
+            f'<span class="button{" primary" * (b.get("style") == 1)}'
+            f'{" disabled" * bool(b.get("disabled"))}">'
+            f"{html.escape((b.get('emoji') or {}).get('name', ''))}"
             f"{html.escape(b.get('label') or '')}</span>"
             for b in row["components"]
         )
         rows.append(f'<div class="buttons">{buttons}</div>')
     return "".join(rows)
+
+
+def _replied(message: Json) -> str:
+    """The line above a reply: whose message it answers, and how that began."""
+    ref = message.get("referenced_message")
+    if not ref:
+        return ""
+    author = ref["author"].get("global_name") or ref["author"]["username"]
+    text = re.sub(r"\s+", " ", ref.get("content") or "")
+    text = text if len(text) <= 70 else text[:69] + "…"
+    return (
+        f'<div class="used"><span class="mini"></span><span class="who">{html.escape(author)}'
+        f"</span> {html.escape(text)}</div>"
+    )
 
 
 def message_html(message: Json, used: tuple[str, str] | None = None) -> str:
@@ -164,7 +222,8 @@ def message_html(message: Json, used: tuple[str, str] | None = None) -> str:
         else ""
     )
     return (
-        f'<div class="message">{head}<div class="row"><div class="avatar">SB</div><div>'
+        f'<div class="message">{head}{_replied(message)}'
+        f'<div class="row"><div class="avatar">SB</div><div>'
         f'<div class="meta"><span class="author">{html.escape(author)}</span>'
         f'<span class="app">APP</span><span class="time">{when}</span></div>'
         f'<div class="content">{markdown(message.get("content") or "")}</div>'
@@ -177,7 +236,7 @@ def message_html(message: Json, used: tuple[str, str] | None = None) -> str:
 
 def page(shot: Shot) -> str:
     """A whole picture as an HTML page; a message edited while it ran shows each state."""
-    bodies = [message_html(shot.states[0], (shot.who, shot.command))]
+    bodies = [message_html(shot.states[0], (shot.who, shot.command) if shot.command else None)]
     bodies += [
         '<div class="then">edited a moment later:</div>' + message_html(s) for s in shot.states[1:]
     ]
@@ -203,6 +262,8 @@ body {{ margin: 0; width: {WIDTH}px; background: #313338; color: #dbdee1; paddin
   background: #80848e; vertical-align: -3px; margin-right: 4px; }}
 .who {{ color: #f2f3f5; }}
 .cmd {{ color: #00a8fc; }}
+.mention {{ background: #3c4270; color: #c9cdfb; border-radius: 3px; padding: 0 2px; }}
+.button.disabled {{ opacity: 0.5; }}
 .content {{ overflow-wrap: anywhere; }}
 blockquote {{ margin: 2px 0; padding: 0 8px 0 12px; border-left: 4px solid #4e5058;
   border-radius: 4px; }}
@@ -216,8 +277,10 @@ code {{ background: #2b2d31; border: 1px solid #1e1f22; border-radius: 4px; padd
 .field-name {{ color: #f2f3f5; font-weight: 600; margin-top: 6px; }}
 .embed-footer {{ color: #949ba4; font-size: 12px; margin-top: 8px; }}
 .buttons {{ display: flex; gap: 8px; margin-top: 8px; }}
-.button {{ background: #4e5058; border-radius: 8px; width: 52px; height: 32px; display: flex;
-  align-items: center; justify-content: center; font-size: 18px; }}
+.button {{ background: #4e5058; border-radius: 8px; min-width: 52px; height: 32px; display: flex;
+  align-items: center; justify-content: center; gap: 6px; box-sizing: border-box;
+  padding: 0 12px; color: #fff; font-size: 16px; font-weight: 500; }}
+.button.primary {{ background: #5865f2; }}
 .only-you {{ color: #949ba4; font-size: 12px; margin-top: 6px; }}
 .then {{ color: #949ba4; font-size: 12px; font-style: italic; margin: 10px 0 0 72px; }}
 """
@@ -238,7 +301,8 @@ def photograph(html_path: Path, png: Path, profile: Path) -> None:
         [*flags, f"--window-size={WIDTH},100", "--dump-dom", measure.as_uri()],
         capture_output=True, text=True, check=True, timeout=120,
     ).stdout  # fmt: skip
-    height = int(re.search(r"<title>(\d+)</title>", dom)[1])
+    # Headless Chromium draws nothing in a window much shorter than ~150 CSS pixels.
+    height = max(160, int(re.search(r"<title>(\d+)</title>", dom)[1]))
     subprocess.run(
         [*flags, f"--window-size={WIDTH},{height}", "--force-device-scale-factor=2",
          f"--screenshot={png}", html_path.as_uri()],

@@ -17,7 +17,9 @@ for a member instead). Interactions carry the computed ``member.permissions``,
 edits are refused with Discord's 403s where it lacks the permission; a message pings only what
 ``allowed_mentions`` and the roles' mentionability let through (``mentions``, ``mention_roles``).
 Changes made while the bot is connected reach it as gateway events before the next event a test
-drives.
+drives. A modal the bot opens (response type 9: action rows of one text input each) is checked
+against Discord's limits and kept on its interaction; ``submit`` sends the MODAL_SUBMIT
+interaction (type 5) the member's client would, with the button's message when opened from one.
 """
 
 from __future__ import annotations
@@ -48,6 +50,15 @@ DISCORD_EPOCH_MS = 1_420_070_400_000
 EPHEMERAL = 1 << 6
 LOADING = 1 << 7
 ATTACHMENT_SIZE_LIMIT = 10 * 2**20
+# Discord's limits on a modal (interaction response type 9) and its text inputs (type 4).
+MODAL_TITLE, MODAL_ITEMS, CUSTOM_ID, INPUT_LABEL, INPUT_PLACEHOLDER, INPUT_TEXT = (
+    45,
+    5,
+    100,
+    45,
+    100,
+    4000,
+)
 _ids = itertools.count()
 
 
@@ -170,7 +181,7 @@ class FakeInteraction:
 
     id: str
     token: str
-    type: int  # 2 command, 3 component, 4 autocomplete
+    type: int  # 2 command, 3 component, 4 autocomplete, 5 modal submit
     guild_id: int
     channel_id: int
     user_id: int
@@ -180,6 +191,7 @@ class FakeInteraction:
     original_id: str | None = None  # the message the original response is (or edits)
     loading: bool = False  # deferred with "thinking" and not yet filled in
     followup_ids: list[str] = field(default_factory=list)
+    modal: Json | None = None  # the modal the bot opened in answer (callback type 9)
 
 
 @dataclass
@@ -571,6 +583,58 @@ class FakeDiscord:
         return await self._interact(
             3, data, guild_id, user_id, permissions, int(message["channel_id"]), message
         )
+
+    async def submit(
+        self,
+        opened: FakeInteraction,
+        values: dict[str, str],
+        *,
+        user_id: int | None = None,
+        permissions: int | None = None,
+    ) -> FakeInteraction:
+        """Submit the modal the bot opened in answer to ``opened`` (MODAL_SUBMIT, type 5) with
+        ``values`` by text input custom id, as ``opened``'s member (with their permissions)
+        unless ``user_id`` is given.
+        The client enforces the inputs' lengths and required flags, so this refuses to send
+        what Discord's client would not."""
+        modal = opened.modal
+        if modal is None:
+            raise LookupError(f"interaction {opened.id} opened no modal")
+        inputs = [c for row in modal["components"] for c in _modal_inputs(row)]
+        rows = []
+        for spec in inputs:
+            value = values.get(spec["custom_id"], "")
+            low, high = spec.get("min_length", 0), spec.get("max_length", INPUT_TEXT)
+            if (value or spec.get("required", True)) and not low <= len(value) <= high:
+                raise ValueError(f"{spec['custom_id']}: {len(value)} characters, not {low}-{high}")
+            rows.append({"type": 1, "components": [
+                {"type": 4, "id": spec.get("id", 0), "custom_id": spec["custom_id"], "value": value}
+            ]})  # fmt: skip
+        if unknown := set(values) - {c["custom_id"] for c in inputs}:
+            raise LookupError(f"the modal has no inputs {sorted(unknown)}")
+        data = {"custom_id": modal["custom_id"], "components": rows}
+        source = self.messages.get(opened.source_message_id or "")
+        if user_id is None and permissions is None:  # the same member, as permitted as before
+            permissions = int(opened.payload["member"]["permissions"])
+        return await self._interact(
+            5,
+            data,
+            opened.guild_id,
+            opened.user_id if user_id is None else user_id,
+            permissions,
+            opened.channel_id,
+            source,  # a modal opened from a button carries the button's message
+        )
+
+    async def wait_modal(self, ix: FakeInteraction, timeout: float = 10.0) -> Json:
+        """Wait until the bot answers ``ix`` with a modal; return the modal."""
+        await self.wait_for(
+            lambda r: r.token == ix.token and r.ok and r.route.endswith("/callback"),
+            timeout=timeout,
+        )
+        if ix.modal is None:
+            raise AssertionError(f"interaction {ix.id} was answered without a modal")
+        return ix.modal
 
     async def message(
         self,
@@ -1196,6 +1260,9 @@ class FakeDiscord:
         if ix.callback_type is not None:
             raise _ApiError(400, 40060, "Interaction has already been acknowledged.")
         kind, data = call.body["type"], call.body.get("data") or {}
+        if kind == 9:
+            _check_modal(ix, data)
+            ix.modal = data
         ix.callback_type = kind
         message = None
         if kind in (4, 5):
@@ -1464,6 +1531,46 @@ class FakeDiscord:
         """Serve a file the bot uploaded."""
         content_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
         return self.add_attachment(filename, data, content_type)
+
+
+def _modal_inputs(row: Json) -> list[Json]:
+    """The text inputs of a modal's top-level component: an action row's, or a label's."""
+    children = row.get("components", []) if row.get("type") == 1 else [row.get("component")]
+    return [c for c in children if c and c.get("type") == 4]
+
+
+def _check_modal(ix: FakeInteraction, data: Json) -> None:
+    """Discord's 400 for a modal it would refuse: answering a modal submit (or an autocomplete)
+    with one, or a title, custom id, item count or text input past its limits."""
+
+    def invalid(why: str) -> _ApiError:
+        return _ApiError(400, 50035, f"Invalid Form Body (modal: {why})")
+
+    if ix.type not in (2, 3):
+        raise invalid(f"interaction type {ix.type} cannot open a modal")
+    if not 1 <= len(data.get("title") or "") <= MODAL_TITLE:
+        raise invalid("title")
+    if not 1 <= len(data.get("custom_id") or "") <= CUSTOM_ID:
+        raise invalid("custom_id")
+    rows = data.get("components") or []
+    if not 1 <= len(rows) <= MODAL_ITEMS:
+        raise invalid("components")
+    for row in rows:
+        inputs = _modal_inputs(row)
+        if len(inputs) != 1:
+            raise invalid(f"each row holds one text input: {row}")
+        spec = inputs[0]
+        low, high = spec.get("min_length", 0), spec.get("max_length", INPUT_TEXT)
+        if (
+            spec.get("style") not in (1, 2)
+            or not 1 <= len(spec.get("custom_id") or "") <= CUSTOM_ID
+            or not 1 <= len(spec.get("label") or "x") <= INPUT_LABEL
+            or not 0 <= low <= INPUT_TEXT
+            or not 1 <= high <= INPUT_TEXT
+            or len(spec.get("value") or "") > INPUT_TEXT
+            or len(spec.get("placeholder") or "") > INPUT_PLACEHOLDER
+        ):
+            raise invalid(f"text input {spec}")
 
 
 @contextlib.asynccontextmanager

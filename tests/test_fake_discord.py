@@ -44,6 +44,28 @@ async def vote(interaction: discord.Interaction) -> None:
     await interaction.response.send_message("Vote?", view=VoteView())
 
 
+class NoteModal(discord.ui.Modal, title="Leave a note"):
+    """One paragraph, up to Discord's 4,000 characters."""
+
+    note = discord.ui.TextInput(label="Note", style=discord.TextStyle.paragraph, max_length=4000)
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        """Say what was submitted, and by whom."""
+        text = f"{interaction.user.id} noted {len(self.note.value)} characters"
+        await interaction.response.send_message(text)
+
+
+@app_commands.command()
+async def note(interaction: discord.Interaction, title: str = "Leave a note") -> None:
+    """Open the modal (titled `title`); say so if Discord refuses it."""
+    modal = NoteModal()
+    modal.title = title
+    try:
+        await interaction.response.send_modal(modal)
+    except discord.HTTPException as err:
+        await interaction.response.send_message(f"refused: {err.status}")
+
+
 docs = app_commands.Group(name="docs", description="Documents")
 
 
@@ -80,6 +102,7 @@ class TinyBot(commands.Bot):
         """Register and sync the commands globally and to the guild."""
         self.tree.add_command(ping)
         self.tree.add_command(vote)
+        self.tree.add_command(note)
         self.tree.add_command(docs, guild=discord.Object(GUILD))
         await self.tree.sync()
         await self.tree.sync(guild=discord.Object(GUILD))
@@ -122,7 +145,7 @@ async def test_login_and_sync_reach_the_stand_in() -> None:
         guild = bot.get_guild(GUILD)
         assert guild is not None and guild.me is not None
         assert isinstance(guild.get_channel(CHANNEL), discord.TextChannel)
-        assert [c["name"] for c in fake.commands[None]] == ["ping", "vote"]
+        assert [c["name"] for c in fake.commands[None]] == ["ping", "vote", "note"]
         assert [c["name"] for c in fake.commands[GUILD]] == ["docs"]
         assert fake.identifies == 1
         with pytest.raises(discord.NotFound):
@@ -180,6 +203,25 @@ async def test_button_click_edits_the_message() -> None:
         shown = await fake.wait_answered(click)
         assert shown["id"] == message["id"]
         assert shown["content"] == f"up from {USER}" and shown["components"] == []
+
+
+async def test_a_modal_opens_within_discords_limits_and_is_submitted() -> None:
+    async with running() as (fake, _):
+        ix = await fake.interact("note", guild_id=GUILD, user_id=USER)
+        modal = await fake.wait_modal(ix)
+        assert fake.responses_for(ix)[0].json["type"] == 9 and modal["title"] == "Leave a note"
+        [row] = modal["components"]
+        [text_input] = row["components"]
+        assert row["type"] == 1 and (text_input["type"], text_input["style"]) == (4, 2)
+        with pytest.raises(ValueError, match="4001 characters"):
+            await fake.submit(ix, {text_input["custom_id"]: "x" * 4001})
+        submitted = await fake.submit(ix, {text_input["custom_id"]: "x" * 4000})
+        assert submitted.type == 5 and submitted.payload["data"]["custom_id"] == modal["custom_id"]
+        assert (await fake.wait_answered(submitted))["content"] == f"{USER} noted 4000 characters"
+
+        too_long = await fake.interact("note", {"title": "t" * 46}, guild_id=GUILD, user_id=USER)
+        assert (await fake.wait_answered(too_long))["content"] == "refused: 400"
+        assert too_long.modal is None
 
 
 async def test_mention_and_reply_to_the_bot_are_answered() -> None:

@@ -6,7 +6,18 @@ from __future__ import annotations
 import html
 import shutil
 
-from bench.screenshots import EPHEMERAL, GUILD, Shot, capture, markdown, message_html, page
+from bench.screenshots import (
+    EPHEMERAL,
+    GUILD,
+    MEMBER,
+    MODERATED,
+    Shot,
+    capture,
+    markdown,
+    message_html,
+    page,
+)
+from bot.app.render import escape
 from bot.config import Settings
 from bot.engine import Engine
 from bot.engine.extractive import NOT_FOUND
@@ -24,7 +35,10 @@ async def test_capture_keeps_what_the_real_bot_sent(tmp_path, embedder) -> None:
     engine = Engine(settings, embedder)
     engine.open()
     shots = {shot.name: shot for shot in await capture(engine)}
-    assert list(shots) == ["answer", "related", "reindex", "docs-list"]
+    assert list(shots) == [
+        "answer", "related", "reindex", "docs-list",
+        "moderator-post", "moderator-reply", "moderator-known",
+    ]  # fmt: skip
 
     [answer] = shots["answer"].states
     assert answer["content"].startswith("According to") and "[1]" in answer["content"]
@@ -48,6 +62,22 @@ async def test_capture_keeps_what_the_real_bot_sent(tmp_path, embedder) -> None:
     assert (
         "(`herons.txt`): 2 chunks" in listed["content"] and "`statement.txt`" in listed["content"]
     )
+
+    before, after = shots["moderator-post"].states
+    assert before["content"].startswith("A member would like a moderator's help.")
+    assert [
+        (b["label"], b.get("disabled", False)) for b in before["components"][0]["components"]
+    ] == [("Answer", False)]
+    assert after["content"].startswith(before["content"] + "\n✅ **Answered by** <@")
+    assert after["components"][0]["components"][0]["disabled"] is True
+    [reply] = shots["moderator-reply"].states
+    assert reply["content"] == f"<@{MEMBER}> A moderator answered:\n{escape(MODERATED)}"
+    [known] = shots["moderator-known"].states
+    assert known["content"].endswith(f"{escape(MODERATED)} [1]")
+    assert [s.title for s in sources(known)] == ["Moderator answers"]
+    drawn = page(shots["moderator-reply"])
+    assert '<span class="mention">@member</span> A moderator answered:' in drawn
+    assert "<strong>£5</strong>" not in drawn  # escaped: shown as the moderator typed it
 
     drawn = page(shots["related"])  # every passage the embed quotes is drawn, as a block quote
     for source in sources(related, "Might be related"):

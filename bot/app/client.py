@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 
 CORPUS_POLL = 2.0  # seconds between looks at the shared corpus's CURRENT pointer
 HEALTH_EVERY = 300.0  # seconds between health lines in the log
-EXTENSIONS = ("ask", "handoff", "docs", "insights")  # bot/app/exts/NAME.py, each with setup()
+# bot/app/exts/NAME.py, each with setup()
+EXTENSIONS = ("ask", "handoff", "answers", "docs", "insights")
 
 
 def point_at(api_base: str, gateway_url: str) -> None:

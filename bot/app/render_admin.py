@@ -61,6 +61,13 @@ def render_insights(report: Insights) -> discord.Embed:
         value=_fit_lines(worst, FIELD_VALUE_LIMIT, "…and {} more.") or "None yet.",
         inline=False,
     )
+    if report.handoffs_answered or report.handoffs_open or report.from_moderators:
+        embed.add_field(
+            name="Hand-offs to moderators",
+            value=f"**{report.handoffs_answered}** answered · **{report.handoffs_open}** open\n"
+            f"**{report.from_moderators}** later questions answered from moderators' answers",
+            inline=False,
+        )
     embed.set_footer(text="Add documents that answer the top topics, then /reindex.")
     return embed
 

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from bot.config import Settings
 from bot.engine.answers import Answer
-from bot.engine.corpus import Corpus
 from bot.engine.db import Database
 from bot.engine.extractive import (
     PASSAGES,
@@ -26,6 +25,8 @@ from bot.engine.extractive import (
     compose,
 )
 from bot.engine.generated import Generator, OnText, Stats
+from bot.engine.knowledge import DOC_ID as KNOWN_DOC
+from bot.engine.knowledge import Knowledge
 from index.embedder import Embedder
 from index.errors import Error
 from index.indexer import Progress
@@ -37,7 +38,7 @@ from index.web import sources
 from index.web.fragments import quote_url
 
 
-class Engine(Corpus):
+class Engine(Knowledge):
     """The indexes of the shared corpus and each server's documents, and answers from them."""
 
     def __init__(
@@ -83,7 +84,8 @@ class Engine(Corpus):
     ) -> tuple[str, list[Hit], Answer]:
         """The cleaned question, its passages, and the extractive answer from them."""
         question, hits, ranking = self.ranking(question, guild_id, context)
-        return question, hits, self.linked(compose(question, ranking, self.threshold), guild_id)
+        answer = self.or_known(question, guild_id, compose(question, ranking, self.threshold))
+        return question, hits, self.linked(answer, guild_id)
 
     def ranking(
         self, question: str, guild_id: int | None = None, context: str | None = None
@@ -94,7 +96,9 @@ class Engine(Corpus):
         return self.worker.call(self._rank, question, query, guild_id)
 
     def _rank(self, question: str, query: str, guild_id: int | None):
-        hits = self.search(query, guild_id)
+        # Moderators' answers are quoted whole when a question matches one (or_known), never
+        # sentence by sentence.
+        hits = [h for h in self.search(query, guild_id) if h.chunk.doc_id != KNOWN_DOC]
         if self.reader is None:
             ranking = by_similarity(question, hits, self.threshold, self.idf(guild_id))
             return question, hits, ranking
@@ -134,7 +138,7 @@ class Engine(Corpus):
         question, hits, extractive = await self.worker.run(
             self.retrieve, question, guild_id, context
         )
-        if self.generator is None:
+        if self.generator is None or extractive.entry is not None:
             return extractive, None
         docs = await self.worker.run(self._docs_in, guild_id)  # may load the server's index
         answer, stats = await self.generator.answer(
@@ -156,7 +160,11 @@ class Engine(Corpus):
         """Each document with, for a web page, where and when it was fetched (reads the disk)."""
         docs = self._docs_in(guild_id)
         return [
-            (info, sources.freshness(docs.get(info.doc_id), sources.meta_of(Path(info.source))))
+            (
+                info,
+                self.entry_note(guild_id, info)
+                or sources.freshness(docs.get(info.doc_id), sources.meta_of(Path(info.source))),
+            )
             for info in self.documents(guild_id)
         ]
 

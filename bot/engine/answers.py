@@ -46,11 +46,15 @@ class Answer:
     text: str
     citations: tuple[Citation, ...]
     found: bool
+    entry: int | None = None  # the moderators' answer it repeats (bot/engine/knowledge.py)
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "question": self.question,
             "answer": self.text,
             "found": self.found,
             "citations": [c.to_dict() for c in self.citations],
         }
+        if self.entry is not None:
+            out["entry"] = self.entry
+        return out

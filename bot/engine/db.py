@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -40,6 +40,18 @@ MIGRATIONS = (
         answer_id INTEGER PRIMARY KEY REFERENCES answers(id), user_id INTEGER NOT NULL,
         message_id INTEGER, created_at TEXT NOT NULL);
     CREATE INDEX handoffs_by_user ON handoffs (user_id, created_at);
+    """,
+    # Moderators' answers (bot/engine/knowledge_db.py). Entries keep their own copy of the
+    # question: they outlive RETENTION_DAYS, which deletes answers and hand-offs.
+    """
+    ALTER TABLE handoffs ADD COLUMN answered_by INTEGER;
+    ALTER TABLE handoffs ADD COLUMN answered_at TEXT;
+    ALTER TABLE handoffs ADD COLUMN entry_id INTEGER;
+    CREATE TABLE knowledge (
+        id INTEGER PRIMARY KEY, guild_id INTEGER NOT NULL, question TEXT NOT NULL,
+        answer TEXT NOT NULL, answered_by INTEGER NOT NULL, answerer TEXT NOT NULL,
+        answered_at TEXT NOT NULL);
+    CREATE INDEX knowledge_by_guild ON knowledge (guild_id, id);
     """,
 )
 
@@ -122,6 +134,10 @@ class Database:
                     db.execute(statement)
                 db.execute(f"PRAGMA user_version = {n}")
 
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        """One transaction on the file, for the engine's other record keepers."""
+        return self._connect()
+
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         try:
@@ -178,10 +194,15 @@ class Database:
             )
             return int(cur.lastrowid)
 
-    def set_message(self, answer_id: int, message_id: int) -> None:
-        """Remember the message showing an answer, for jump links."""
+    def set_message(self, answer_id: int, message_id: int, channel_id: int | None = None) -> None:
+        """Remember the message showing an answer (and its channel, when it is a thread the bot
+        started), for jump links and moderators' replies."""
         with self._connect() as db:
-            db.execute("UPDATE answers SET message_id = ? WHERE id = ?", (message_id, answer_id))
+            db.execute(
+                "UPDATE answers SET message_id = ?, channel_id = COALESCE(?, channel_id)"
+                " WHERE id = ?",
+                (message_id, channel_id, answer_id),
+            )
 
     def asked(self, answer_id: int) -> Asked | None:
         with self._connect() as db:

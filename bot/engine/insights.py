@@ -16,6 +16,8 @@ from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import pdist
 
 from bot.engine.db import Asked, Database, ago
+from bot.engine.knowledge_db import KnowledgeRecords, Moderated
+from index.chunking import sentences
 
 # Every two questions in a group are at least this alike (cosine). Chosen for the best pairwise
 # F1 on the calibrate split of tests/qa/unanswered_groups.jsonl: `python bench/group_threshold.py`.
@@ -54,6 +56,10 @@ class Insights:
     down: int
     groups: tuple[Group, ...]  # most asked first
     downvoted: tuple[Asked, ...]  # most 👎 first
+    handoffs_answered: int = 0  # questions passed on to the moderators and answered by them
+    handoffs_open: int = 0
+    from_moderators: int = 0  # questions the bot answered from moderators' answers
+    moderated: tuple[Moderated, ...] = ()  # the answered hand-offs, with their answers
 
 
 class CachedEncode:
@@ -129,7 +135,20 @@ def build(
     ]
     groups.sort(key=lambda g: (-g.count, -g.questions[0].answer_id))
     worst = db.downvoted(guild_id, since, downvoted)
-    return Insights(guild_id, days, asked, answered, members, up, down, tuple(groups), tuple(worst))
+    records = KnowledgeRecords(db)
+    return Insights(
+        guild_id,
+        days,
+        asked,
+        answered,
+        members,
+        up,
+        down,
+        tuple(groups),
+        tuple(worst),
+        *records.handoff_counts(guild_id, since),
+        tuple(records.moderated(guild_id, since)),
+    )
 
 
 def jump_url(asked: Asked) -> str | None:
@@ -195,6 +214,8 @@ def to_dict(report: Insights, redact: bool = False) -> dict:
             {**question(a), "answer": a.answer, "downs": a.downs, "ups": a.ups}
             for a in report.downvoted
         ],
+        "handoffs": {"answered": report.handoffs_answered, "open": report.handoffs_open},
+        "answered_from_moderators": report.from_moderators,
     }
 
 
@@ -205,6 +226,8 @@ def format_text(report: Insights, redact: bool = False, groups: int = 20) -> str
         f"Server {report.guild_id}, {period(report.days)}",
         f"questions {report.asked} from {report.members} members, answered {report.answered} "
         f"({rate(report)}); votes 👍 {report.up} 👎 {report.down}",
+        f"hand-offs {report.handoffs_answered} answered, {report.handoffs_open} open; "
+        f"{report.from_moderators} questions answered from moderators' answers",
     ]
     unanswered = sum(g.count for g in report.groups)
     lines.append(f"\nunanswered, by topic ({len(report.groups)} topics, {unanswered} questions):")
@@ -229,13 +252,36 @@ def format_text(report: Insights, redact: bool = False, groups: int = 20) -> str
 
 
 def regression_rows(reports: Sequence[Insights]) -> list[dict]:
-    """Down-voted answers and one question per unanswered topic, as `eval --qa` rows whose
-    slots (`answerable`, `key_fact`, `gold`) an admin fills in."""
+    """Answered hand-offs, with the moderator's answer as `gold` and its first sentence as
+    `key_fact`; then down-voted answers and one question per unanswered topic (none answered by
+    a moderator), as `eval --qa` rows whose slots (`answerable`, `key_fact`, `gold`) an admin
+    fills in."""
     rows, seen = [], set()
+    for report in reports:
+        for m in report.moderated:
+            seen.add(m.answer_id)
+            rows.append(
+                {
+                    "id": f"mod{m.answer_id}",
+                    "split": "test",
+                    "question": m.question,
+                    "answer_given": m.answer_given,
+                    "found": m.found,
+                    "why": "answered by a moderator",
+                    "guild_id": str(m.guild_id),
+                    "answerable": True,
+                    "key_fact": m.answer[slice(*sentences(m.answer, 0, len(m.answer))[0])],
+                    "gold": m.answer,
+                }
+            )
     for report in reports:
         topic = {q.answer_id: g.count for g in report.groups for q in g.questions}
         cases = [(a, "down-voted") for a in report.downvoted]
-        cases += [(g.example, "unanswered") for g in report.groups]
+        cases += [
+            (g.example, "unanswered")
+            for g in report.groups
+            if not seen.intersection(q.answer_id for q in g.questions)
+        ]
         for a, why in cases:
             if a.answer_id in seen:
                 continue

@@ -235,7 +235,7 @@ class Ask(commands.Cog):
             if in_thread and message.channel.owner_id == me.id:  # not a thread members started
                 self.remember(message.channel.id, question)
         self.remember(sent.id, question)
-        await asyncio.to_thread(self.engine.db.set_message, answer_id, sent.id)
+        await asyncio.to_thread(self.engine.db.set_message, answer_id, sent.id, sent.channel.id)
         log.info("answered %s for %s (found=%s)", message.id, message.author.id, answer.found)
 
 

@@ -10,6 +10,7 @@ from dataclasses import replace
 import discord
 from discord.ext import commands
 
+from bot.app.exts.answers import answer_view
 from bot.app.render_admin import render_handoff
 from bot.app.replies import NO_PINGS, reply
 from bot.engine.db import HandoffRefused
@@ -71,7 +72,11 @@ class HandoffButton(discord.ui.DynamicItem[discord.ui.Button], template=r"handof
             asked = replace(asked, message_id=shown.id, channel_id=shown.channel.id)
         text = render_handoff(asked, interaction.user.id, settings.handoff_role)
         try:
-            posted = await channel.send(text, allowed_mentions=pings(settings.handoff_role))
+            posted = await channel.send(
+                text,
+                allowed_mentions=pings(settings.handoff_role),
+                view=answer_view(asked.answer_id),
+            )
         except discord.HTTPException as err:
             log.warning("could not post a hand-off in channel %s: %s", channel.id, err)
             await asyncio.to_thread(engine.db.handoff_posted, asked.answer_id, None)

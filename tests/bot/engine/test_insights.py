@@ -107,7 +107,9 @@ def test_a_database_from_before_versions_is_migrated_and_keeps_its_rows(tmp_path
     assert db.settings(GUILD).handoff_channel is None
     Database(path)  # opening again runs no step twice
     with sqlite3.connect(path) as raw:
-        assert raw.execute("PRAGMA user_version").fetchone() == (1,)
+        assert raw.execute("PRAGMA user_version").fetchone() == (
+            2,
+        )  # both migrations, the second for moderators' answers
         assert raw.execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
 
