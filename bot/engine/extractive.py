@@ -24,9 +24,11 @@ PASSAGES = 3  # sentences come from the best three passages only
 W_SENTENCE, W_WORDS, W_PASSAGE = 0.55, 0.25, 0.20
 MARGIN = 0.15  # further sentences must score within this of the best one
 MIN_WORDS = 4  # shorter sentences (captions such as "Image: Jeremy Corbyn.") answer nothing
-# A sentence answers only if it ends as one: headings ("The Four Golden Signals"), labels and
-# lead-ins ("President Obama also said:") do not (a reference marker such as "[3]" may follow).
-_ENDS = re.compile(r"[.!?…][\"'”’)\]]*(\s*\[\d+\])*$")
+# Headings ("The Four Golden Signals": short, no closing punctuation) and lead-ins ("President
+# Obama also said:") never answer; a list item ("publish the viability assessment;") may.
+_LEAD_IN = re.compile(r":[\"'”’)\]]*$")
+_CLOSED = re.compile(r"[.!?…;,][\"'”’)\]]*(\s*\[\d+\])*$")
+HEADING_WORDS = 8  # an unclosed line shorter than this is a heading
 # A refusal lists the closest sentences (at most RELATED) that score within RELATED_BELOW of the
 # threshold. On the QA set, on-topic questions the statement doesn't answer score 0.14-0.19 and
 # small talk ("what's the capital of Australia?") at most 0.11: only the first get a list.
@@ -194,7 +196,9 @@ def _best(found: list[Candidate]) -> list[Candidate]:
 
 
 def _answers(sentence: str) -> bool:
-    return len(sentence.split()) >= MIN_WORDS and bool(_ENDS.search(sentence))
+    words = len(sentence.split())
+    heading = words < HEADING_WORDS and not _CLOSED.search(sentence)
+    return words >= MIN_WORDS and not heading and not _LEAD_IN.search(sentence)
 
 
 def of_type(
