@@ -1,5 +1,5 @@
 """The reader side of the engine: search and answers over the shared corpus and a server's own
-documents (bot/engine/corpus.py keeps those indexes and writes them).
+documents (bot/engine/corpus.py and corpus_web.py keep those indexes and write them).
 
 Model and FAISS work runs on the embedder's one worker thread (index/worker.py); `answer`
 awaits it there, so an event loop calling it never blocks.

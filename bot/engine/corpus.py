@@ -1,30 +1,29 @@
 """The engine's corpus: the shared index and each server's own, kept and written.
 
-Writes (re-index, upload, removal) take one lock and swap the new index in with one assignment,
-so questions keep being answered from the previous index until the new one is published. What
-is slow or hostile (fetching pages, reading files) happens before that lock is taken. A value a
-user types is only ever looked up among the names in its own server's folder. The shared corpus
-may be served by several processes: one writes it at a time (a file lock), the others swap in
-what it publishes (`refresh`). A server's own data is written only by the process serving its
-shard, and its index is loaded on its first question (bot/engine/cache.py).
+Writes (upload, removal, and bot/engine/corpus_web.py's web pages and re-index) take one lock and
+swap the new index in with one assignment, so questions keep being answered from the previous index
+until the new one is published. What is slow or hostile (fetching pages, reading files) happens
+before that lock is taken. A value a user types is only ever looked up among the names in its own
+server's folder. The shared corpus may be served by several processes: one writes it at a time (a
+file lock), the others swap in what it publishes (`refresh`). A server's own data is written only
+by the process serving its shard, and its index is loaded on its first question
+(bot/engine/cache.py).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import logging
 import os
 import shutil
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 
 from bot.config import Settings
 from bot.engine.cache import IndexCache
 from bot.engine.db import Database, DatabaseError
-from bot.engine.folders import UPLOADS, check_room, clean, document_path, not_added, storage_error
+from bot.engine.folders import UPLOADS, check_room, clean, document_path, storage_error
 from index.embedder import Embedder
 from index.errors import Busy, DocumentError, Error, IndexDamaged, IndexMismatch
 from index.indexer import Progress, Report, update
@@ -33,7 +32,6 @@ from index.records import Document
 from index.store import Index, Params, Store
 from index.web import pages
 from index.web import sources as web
-from index.web.fetch import fetch
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +40,7 @@ WEB = "web/"  # doc id prefix of the shared corpus's pages from data/sources.txt
 
 
 class Corpus:
-    """The shared corpus's index and each server's own: loaded, refreshed, re-indexed, added to."""
+    """The shared corpus's index and each server's own: loaded, refreshed, written."""
 
     def __init__(self, settings: Settings, embedder: Embedder, db: Database | None = None) -> None:
         self.settings = settings
@@ -56,16 +54,8 @@ class Corpus:
         self.shared_version = ""  # the name of its version folder
         self.guilds = IndexCache(settings.guild_index_cache, self._load_guild)
         self._write = threading.Lock()  # one write at a time in this process
-        self._reindexing = threading.Lock()  # one re-index at a time, its fetching included
         self._swap = threading.Lock()  # orders refresh() against this process's own re-index
         self._refused = ""  # a published shared version that failed to load, reported once
-        self.fetch = functools.partial(
-            fetch,
-            max_bytes=settings.max_upload_bytes,
-            timeout=settings.fetch_timeout,
-            connect_timeout=settings.fetch_connect_timeout,
-            allow_loopback=settings.fetch_allow_loopback,
-        )
 
     @property
     def indexes(self) -> dict[str, Index]:
@@ -184,63 +174,6 @@ class Corpus:
 
     # -- writing -----------------------------------------------------------------------------
 
-    def reindex(
-        self, guild_id: int | None = None, rebuild: bool = False, progress: Progress | None = None
-    ) -> list[Report]:
-        """Re-fetch and re-index the shared corpus and, for a server, its own documents.
-
-        Web pages are fetched and read first; the write lock only covers storing and publishing,
-        so a slow or hostile page never holds up another server's upload.
-        """
-        if guild_id is not None:
-            self._own(guild_id)
-        scopes = [SHARED] + ([str(guild_id)] if guild_id and self._uploads(guild_id) else [])
-        if not self._reindexing.acquire(blocking=False):
-            raise Busy()
-        try:
-            fetched = {scope: self._fetch_again(scope) for scope in scopes}
-            reports: list[Report] = []
-            try:  # each scope is published as soon as it is built
-                with self._exclusive(wait=True):
-                    for scope in scopes:
-                        reports.append(
-                            self._store_fetched(scope, fetched[scope], rebuild, progress)
-                        )
-            except (OSError, DatabaseError) as err:
-                if not reports:
-                    raise storage_error(err, "the new index") from err
-                raise storage_error(
-                    err,
-                    "this server's new index",
-                    "The shared documents were re-indexed; this server's uploads are still "
-                    "answering from their previous index.",
-                ) from err
-            return reports
-        finally:
-            self._reindexing.release()
-
-    def _fetch_again(self, scope: str) -> list[web.Fetched]:
-        """Fetch a scope's web pages again (and data/sources.txt's), writing nothing."""
-        if scope == SHARED:
-            return web.fetch_again(self._web(), WEB, self.fetch, self._sources())
-        return web.fetch_again(self._docs(int(scope)), UPLOADS, self.fetch)
-
-    def _store_fetched(
-        self, scope: str, fetched: list[web.Fetched], rebuild: bool, progress: Progress | None
-    ) -> Report:
-        """Store a scope's re-fetched pages, then update its index (under the write lock)."""
-        with self._scope_lock(scope):
-            if scope == SHARED:
-                outcomes, read = web.store_fetched(self._web(), WEB, fetched, prune=True)
-            else:
-                self._tidy(int(scope))
-                room = self.settings.max_bytes_per_server
-                outcomes, read = web.store_fetched(
-                    self._docs(int(scope)), UPLOADS, fetched, room=room
-                )
-            _, report = self._update(scope, rebuild, progress, read)
-        return dataclasses.replace(report, fetched=tuple(outcomes))
-
     def add_document(
         self, guild_id: int, filename: str, data: bytes, user_id: int, title: str | None = None
     ) -> Report:
@@ -263,28 +196,6 @@ class Corpus:
 
             return self._add(guild_id, path, write, doc, user_id)
 
-    def add_url(
-        self, guild_id: int, url: str, user_id: int, title: str | None = None
-    ) -> tuple[Report, Document]:
-        """Fetch a web page (or PDF, text, DOCX file) and index it for this server only."""
-        self._own(guild_id)
-        folder = self._docs(guild_id)
-        not_added(folder, url)  # before any traffic
-        self._check_room(guild_id, 0)
-        page = self.fetch(url)  # network, before the lock; raises a clear FetchError
-        doc = pages.load_page(page, UPLOADS, title)  # raises before anything is written
-        with self._exclusive():
-            self._tidy(guild_id)
-            not_added(folder, url)  # again: another admin may have added it meanwhile
-            self._check_room(guild_id, len(page.data))
-            path = web.free_name(folder, page, url)
-            doc = dataclasses.replace(doc, doc_id=UPLOADS + path.name)
-            meta = pages.WebMeta.of(page, title)
-            report = self._add(
-                guild_id, path, functools.partial(pages.store, path, page, meta), doc, user_id
-            )
-        return report, doc
-
     def _add(
         self, guild_id: int, path: Path, write: Callable[[], None], doc: Document, user_id: int
     ) -> Report:
@@ -305,30 +216,6 @@ class Corpus:
                 log.warning("could not forget %s in the database", doc_id, exc_info=True)
             raise storage_error(err) from err
         return report
-
-    def add_source(self, url: str, title: str | None = None) -> tuple[Report, Document]:
-        """Add a web page to the shared corpus: listed in data/sources.txt, fetched, indexed."""
-        listing = self.settings.data_dir / web.SOURCES
-        if url in self._sources():
-            raise Error(f"{url} is already in {listing}; `statement-bot index` fetches it again.")
-        page = self.fetch(url)
-        doc = pages.load_page(page, WEB, title)  # raises before anything is written
-        with self._exclusive(), self._store(SHARED).lock():
-            path = web.free_name(self._web(), page, url)
-            doc = dataclasses.replace(doc, doc_id=WEB + path.name)
-            before = listing.read_bytes() if listing.is_file() else None
-            try:
-                pages.store(path, page, pages.WebMeta.of(page, title))
-                web.add_source(listing, url, title)
-                _, report = self._update(SHARED, read={doc.doc_id: doc})
-            except (OSError, Error) as err:
-                pages.discard(path)
-                if before is None:
-                    listing.unlink(missing_ok=True)
-                else:
-                    listing.write_bytes(before)
-                raise storage_error(err) from err
-        return report, doc
 
     def remove_document(self, guild_id: int, doc_id: str) -> Report:
         """Remove one of this server's uploads and its chunks."""
@@ -402,9 +289,6 @@ class Corpus:
             shutil.rmtree(self._store(scope).folder, ignore_errors=True)
         return index, report
 
-    def _sources(self) -> dict[str, str | None]:
-        return web.read_sources(self.settings.data_dir / web.SOURCES)
-
     def _web(self) -> Path:
         return self.settings.state_dir / "web"
 
@@ -423,10 +307,6 @@ class Corpus:
             yield
         finally:
             self._write.release()
-
-    def _scope_lock(self, scope: str) -> AbstractContextManager:
-        """The shared corpus is written by one process at a time; a server's by its shard's."""
-        return self._store(SHARED).lock() if scope == SHARED else nullcontext()
 
     def _check_room(self, guild_id: int, size: int) -> None:
         most, room = self.settings.max_documents_per_server, self.settings.max_bytes_per_server

@@ -21,7 +21,7 @@ import numpy as np
 
 from bot.config import Settings
 from bot.engine.answers import Answer, Citation
-from bot.engine.corpus import Corpus
+from bot.engine.corpus_web import WebCorpus
 from bot.engine.db import Database
 from bot.engine.folders import UPLOADS, check_room, storage_error
 from bot.engine.insights import CachedEncode
@@ -82,7 +82,7 @@ def locate(text: str, entry: Entry) -> tuple[int, int] | None:
     return None if at < 0 else (at + offset, at + offset + len(entry.answer))
 
 
-class Knowledge(Corpus):
+class Knowledge(WebCorpus):
     """The corpus, with each server's moderators' answers saved, removed and matched."""
 
     def __init__(self, settings: Settings, embedder: Embedder, db: Database | None = None) -> None:
