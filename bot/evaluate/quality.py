@@ -89,6 +89,8 @@ def threshold_for(asked: list[Asked], max_false_refusals: float) -> float:
     # sentence fits the answer type) are refused at any threshold: they do not set it.
     answerable = sorted(a.ranking.best for a in asked if a.row["answerable"] and a.ranking.best)
     others = [a.ranking.best for a in asked if not a.row["answerable"]]
+    if not answerable:  # nothing any threshold would keep: refuse everything
+        return round(max(others, default=0.0) + 1e-4, 4)
     lowest_kept = answerable[int(max_false_refusals * len(answerable))]
     below = [s for s in answerable + others if s < lowest_kept]
     return round((lowest_kept + max(below)) / 2 if below else lowest_kept, 4)
