@@ -34,7 +34,7 @@ class Settings:
     # "none" (similarity scoring: measured better, see README), "bundled" (the reader this
     # project trained) or a reader model folder
     reader: str = "none"
-    # Unset: the reader's calibrated threshold (in its reader.json), or 0.201 without a reader.
+    # Unset: the reader's calibrated threshold (in its reader.json), or 0.217 without a reader.
     answer_threshold: float | None = None
     max_upload_bytes: int = 5_000_000  # also the largest page fetched from the web
     fetch_timeout: float = 20.0  # seconds for a whole fetch, redirects included

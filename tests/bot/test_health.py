@@ -92,7 +92,7 @@ def test_run_check_validates_settings_token_and_index_then_exits(check, tmp_path
     lines = out.splitlines()
     assert lines[0].startswith("settings ok: shards 1 of 2; state ")
     assert lines[1] == "token ok (its format; Discord is not contacted)"
-    assert lines[2] == "no reader (READER=none): similarity scoring, threshold 0.201"
+    assert lines[2] == "no reader (READER=none): similarity scoring, threshold 0.217"
     assert lines[3].startswith("shared index ok: v") and "1 document, " in lines[3]
     assert lines[4] == "servers with uploads here: 1, 1 of them on this process's shards"
     assert TOKEN not in out + err
