@@ -38,7 +38,7 @@ RELATED, RELATED_BELOW = 2, 0.08
 # unanswerable ones (bench/reader_knobs.py).
 RELATED_COSINE = 0.40
 READER_MARGIN = 0.2  # further sentences within this of the best (key fact 53.8% at 0, 77.4%)
-THRESHOLD = 0.217  # without a reader (eval --calibrate); with one, the reader's own calibrated threshold
+THRESHOLD = 0.217  # without a reader (eval --calibrate); with one, the reader's own
 
 # Expected answer types (as in classic factoid QA): a "how many" question needs a count, a "when"
 # question a time, and a number the question states (not one that is a name) must be there.
