@@ -156,21 +156,17 @@ class Generator:
         self.settings = settings
         self.embedder = embedder
         self.interval = interval
-        self._client: openai.AsyncOpenAI | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     def client(self) -> openai.AsyncOpenAI:
-        """The API client of the running event loop (an httpx pool cannot change loops)."""
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._loop is not loop:
-            self._client = openai.AsyncOpenAI(
-                base_url=self.settings.llm_base_url or None,
-                api_key=self.settings.llm_api_key or "unused",  # local servers need no key
-                timeout=self.settings.llm_timeout,
-                max_retries=0,  # a retry would take longer than a member should wait
-            )
-            self._loop = loop
-        return self._client
+        """A new API client; use it with `async with`. One per answer: an httpx pool belongs to
+        one event loop, and a pool left open is closed by the garbage collector on whichever
+        loop runs then, which logs an error from nowhere."""
+        return openai.AsyncOpenAI(
+            base_url=self.settings.llm_base_url or None,
+            api_key=self.settings.llm_api_key or "unused",  # local servers need no key
+            timeout=self.settings.llm_timeout,
+            max_retries=0,  # a retry would take longer than a member should wait
+        )
 
     async def answer(
         self,
@@ -223,7 +219,17 @@ class Generator:
 
     async def _call(self, messages: list[dict[str, str]], run: _Run, on_text: OnText | None) -> str:
         """The model's whole reply; while it streams, `on_text` sees its verified part so far."""
-        client, model = self.client(), self.settings.llm_model
+        async with self.client() as client:
+            return await self._reply(client, messages, run, on_text)
+
+    async def _reply(
+        self,
+        client: openai.AsyncOpenAI,
+        messages: list[dict[str, str]],
+        run: _Run,
+        on_text: OnText | None,
+    ) -> str:
+        model = self.settings.llm_model
         if on_text is None:
             response = await client.chat.completions.create(
                 model=model,

@@ -509,9 +509,9 @@ def test_calibrate_finds_the_separating_threshold(embedder):
 
 async def test_client_uses_the_settings_and_never_retries(embedder):
     settings = Settings(llm_base_url="http://127.0.0.1:1/v1", llm_api_key="", llm_timeout=3.0)
-    client = Generator(settings, embedder).client()
-    assert client.max_retries == 0 and client.timeout == 3.0
-    assert str(client.base_url).rstrip("/") == "http://127.0.0.1:1/v1"
+    async with Generator(settings, embedder).client() as client:
+        assert client.max_retries == 0 and client.timeout == 3.0
+        assert str(client.base_url).rstrip("/") == "http://127.0.0.1:1/v1"
 
 
 async def test_a_claim_moved_onto_another_person_is_caught(engine, embedder, fake):
