@@ -83,7 +83,7 @@ def structured_body(html: str) -> str:
             continue
         try:
             data = json.loads(script.text or "", strict=False)  # raw newlines in strings occur
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: arrays nested 100,000 deep
             continue
         stack = [data]
         while stack:

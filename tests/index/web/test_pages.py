@@ -138,6 +138,10 @@ def test_json_ld_bodies_are_found_in_lists_and_graphs_and_their_markup_undone() 
     )
     assert structured_body(html) == "One & two.\n\nThree."
     assert structured_body("<html><body><p>No data.</p></body></html>") == ""
+    # Hostile structured data is skipped, not fatal: nested past the parser's recursion limit.
+    deep = "[" * 100_000 + "]" * 100_000
+    hostile = html.replace("{not json", deep)
+    assert structured_body(hostile) == "One & two.\n\nThree."
 
 
 def test_layout_table_rows_give_their_paragraphs_and_data_rows_stay_one_line() -> None:
