@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from bot import evaluate  # noqa: E402
 from bot.config import Settings  # noqa: E402
-from bot.engine import WEB, extractive, start  # noqa: E402
+from bot.engine import extractive, start  # noqa: E402
 
 STATEMENT = ROOT / "tests/qa/statement_qa.jsonl"
 PAGES = ROOT / "tests/qa/real_pages.jsonl"
@@ -51,15 +51,12 @@ def main() -> None:
     parser.add_argument("--split", default="calibrate")
     args = parser.parse_args()
 
-    def rows(path: Path) -> list[dict]:
-        return [r for r in evaluate.read_qa(path) if r.get("split", "test") == args.split]
-
     with tempfile.TemporaryDirectory() as tmp:
         engine = start(Settings(data_dir=ROOT / "data", state_dir=Path(tmp) / "s", reader="none"))
         paged = evaluate.open_pages(engine, PAGES.with_suffix(""), Path(tmp) / "p")
         sets = {
-            "statement": searched(engine, rows(STATEMENT)),
-            "pages": searched(paged, [r | {"doc": f"{WEB}{r['doc']}.html"} for r in rows(PAGES)]),
+            "statement": searched(engine, evaluate.read_qa(STATEMENT, args.split)),
+            "pages": searched(paged, evaluate.page_rows(PAGES, args.split)),
         }
     weights = [(0.55, 0.25, 0.20), (0.45, 0.35, 0.20), (0.5, 0.2, 0.3), (0.6, 0.3, 0.1)]
     print(f"{args.split} splits; per set: right sentence / key fact / other doc / unans. refused")

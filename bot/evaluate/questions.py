@@ -41,9 +41,10 @@ def _contains(haystack: str, needle: str) -> bool:
     return fold(needle).casefold() in fold(haystack).casefold()
 
 
-def read_qa(path: Path) -> list[dict]:
-    """A JSONL question set's rows, less those whose slots are still empty (as `feedback
-    export` leaves them); an error when no row is filled in."""
+def read_qa(path: Path, split: str = "all") -> list[dict]:
+    """A JSONL question set's rows of one split (calibrate, test or all; a row without one is
+    test), less those whose slots are still empty (as `feedback export` leaves them); an error
+    when no row is filled in."""
     try:
         with open(path, encoding="utf-8") as f:
             rows = [json.loads(line) for line in f if line.strip()]
@@ -60,7 +61,7 @@ def read_qa(path: Path) -> list[dict]:
         more = f" and {len(empty) - 10} more" if len(empty) > 10 else ""
         shown = ", ".join(empty[:10])
         log.warning("skipping %d rows with empty slots (%s%s)", len(empty), shown, more)
-    return filled
+    return [r for r in filled if split in ("all", r.get("split", "test"))]
 
 
 def ask_all(engine: Engine, rows: list[dict]) -> list[Asked]:
@@ -70,7 +71,7 @@ def ask_all(engine: Engine, rows: list[dict]) -> list[Asked]:
 
 def statement_set(engine: Engine, path: Path, split: str) -> list[Asked]:
     """A JSONL question set about the engine's documents, one split of it."""
-    return ask_all(engine, [r for r in read_qa(path) if split in ("all", r.get("split", "test"))])
+    return ask_all(engine, read_qa(path, split))
 
 
 def squad_set(path: Path, split: str, settings: Settings, embedder, reader) -> list[Asked]:
@@ -118,9 +119,12 @@ def _squad_row(article, q, off_topic: bool) -> dict:
 def pages_set(engine: Engine, path: Path, split: str) -> list[Asked]:
     """A JSONL question set about saved web pages (see `open_pages`), one split of it."""
     with tempfile.TemporaryDirectory() as tmp:
-        paged = open_pages(engine, path.with_suffix(""), Path(tmp))
-        rows = [r for r in read_qa(path) if split in ("all", r.get("split", "test"))]
-        return ask_all(paged, [r | {"doc": f"{WEB}{r['doc']}.html"} for r in rows])
+        return ask_all(open_pages(engine, path.with_suffix(""), Path(tmp)), page_rows(path, split))
+
+
+def page_rows(path: Path, split: str) -> list[dict]:
+    """A saved-pages question set's rows, each `doc` the id its page is indexed under."""
+    return [r | {"doc": f"{WEB}{r['doc']}.html"} for r in read_qa(path, split)]
 
 
 def open_pages(engine: Engine, folder: Path, tmp: Path) -> Engine:
