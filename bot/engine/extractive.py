@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import unicodedata
@@ -69,7 +70,7 @@ _QUANTITY = re.compile(r"(?<![\w.,-])\d+([.,]\d+)*(?![\w-]|[.,]\d)")
 _JOINS = {"in", "on", "at", "of", "to", "and", "or", "by", "for", "from", "than", "per"}
 
 
-def quantities(question: str) -> list[str]:
+def _quantities(question: str) -> list[str]:
     """The numbers a question states as quantities or dates ("in 2019", "over 40 years" asked
     as "40?"), not those that are names: "Boeing 787", "A380", "Windows 10", "the 2019 report"."""
     out = []
@@ -84,11 +85,15 @@ def quantities(question: str) -> list[str]:
     return out
 
 
-def _same_numbers(question: str, sentence: str) -> bool:
-    return all(
-        re.search(rf"(?<![\d.,]){re.escape(n)}(?![\d]|[.,]\d)", sentence)
-        for n in quantities(question)
+@functools.lru_cache(maxsize=256)  # asked of every candidate sentence of one question
+def _stated(question: str) -> tuple[re.Pattern[str], ...]:
+    return tuple(
+        re.compile(rf"(?<![\d.,]){re.escape(n)}(?![\d]|[.,]\d)") for n in _quantities(question)
     )
+
+
+def _same_numbers(question: str, sentence: str) -> bool:
+    return all(p.search(sentence) for p in _stated(question))
 
 
 # Kept: each refused more unanswerable questions than it cost answerable ones on the calibrate
