@@ -39,7 +39,7 @@ from tests.discord_harness import (
     state_snapshot,
     vote_buttons,
 )
-from tests.fake_discord import FakeDiscord, FakeInteraction
+from tests.fake_discord import FakeDiscord, FakeInteraction, Recorded
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.usefixtures("no_errors_logged")]
 
@@ -704,9 +704,9 @@ async def test_cooldown_stops_a_member_asking_too_quickly(world: Bot) -> None:
     assert "over 40 years" in other["content"]
 
 
-async def test_generated_answer_streams_verified_text_then_final_sources(
-    tmp_path, embedder: Embedder
-) -> None:
+@contextlib.asynccontextmanager
+async def with_model(tmp_path, embedder: Embedder):
+    """A fake OpenAI-compatible model and an engine that answers with it."""
     from tests.fake_openai import FakeOpenAI
 
     async with FakeOpenAI() as model:
@@ -718,6 +718,24 @@ async def test_generated_answer_streams_verified_text_then_final_sources(
         )
         engine = Engine(settings, embedder)
         await asyncio.to_thread(engine.open)
+        yield model, engine
+
+
+async def ask_streamed(engine: Engine) -> tuple[Recorded, list[Recorded]]:
+    """Ask CORBYN in Discord: the final edit (with the sources) and every edit of that answer."""
+    async with running(engine, engine.settings, {GUILD_A: CHANNEL_A}) as (fake, _):
+        ix = await fake.interact("ask", {"question": CORBYN}, guild_id=GUILD_A, user_id=new_user())
+        final = await fake.wait_for(
+            lambda r: r.method == "PATCH" and r.token == ix.token and (r.json or {}).get("embeds"),
+            timeout=30,
+        )
+        return final, [r for r in fake.requests if r.method == "PATCH" and r.token == ix.token]
+
+
+async def test_generated_answer_streams_verified_text_then_final_sources(
+    tmp_path, embedder: Embedder
+) -> None:
+    async with with_model(tmp_path, embedder) as (model, engine):
         hits = engine.search(CORBYN)
         n = next(i for i, h in enumerate(hits, 1) if "over 40 years" in h.chunk.text)
         served = "Jeremy Corbyn has served Islington North as their Labour MP for over 40 years"
@@ -725,21 +743,8 @@ async def test_generated_answer_streams_verified_text_then_final_sources(
         reply = f"{served} [{n}]. {invented} [{n}]. {served} [{n}]."
         words = reply.split(" ")
         model.reply(reply, pieces=[w + " " for w in words], piece_delay=2.5 / len(words))
-        async with running(engine, settings, {GUILD_A: CHANNEL_A}) as (fake, _):
-            ix = await fake.interact(
-                "ask", {"question": CORBYN}, guild_id=GUILD_A, user_id=new_user()
-            )
-            final = await fake.wait_for(
-                lambda r: (
-                    r.method == "PATCH" and r.token == ix.token and (r.json or {}).get("embeds")
-                ),
-                timeout=30,
-            )
-            edits = [
-                r.json["content"]
-                for r in fake.requests
-                if r.method == "PATCH" and r.token == ix.token
-            ]
+        final, patches = await ask_streamed(engine)
+    edits = [r.json["content"] for r in patches]
     assert model.requests[0]["body"].get("stream") is True
     assert len(edits) >= 2  # at least one streamed preview before the final answer
     assert all(invented not in text for text in edits)  # only verified sentences are shown
@@ -756,17 +761,7 @@ async def test_streamed_previews_edit_the_message_at_most_once_a_second(
     """README: the deferred message is edited with verified text as it streams, at most once a
     second (the engine's own interval), then finalised with the sources. The model here writes
     a new sentence about every 0.6 s, faster than the edits may follow."""
-    from tests.fake_openai import FakeOpenAI
-
-    async with FakeOpenAI() as model:
-        settings = Settings(
-            data_dir=ROOT / "data",
-            state_dir=tmp_path / "state",
-            discord_guild_ids=(GUILD_A,),
-            llm_base_url=model.base_url,
-        )
-        engine = Engine(settings, embedder)
-        await asyncio.to_thread(engine.open)
+    async with with_model(tmp_path, embedder) as (model, engine):
         assert engine.generator is not None and engine.generator.interval == 1.0
         hits = engine.search(CORBYN)
 
@@ -793,21 +788,8 @@ async def test_streamed_previews_edit_the_message_at_most_once_a_second(
             pieces=[w + " " for w in words],
             piece_delay=0.6 * len(sentences) / len(words),
         )
-        async with running(engine, settings, {GUILD_A: CHANNEL_A}) as (fake, _):
-            ix = await fake.interact(
-                "ask", {"question": CORBYN}, guild_id=GUILD_A, user_id=new_user()
-            )
-            final = await fake.wait_for(
-                lambda r: (
-                    r.method == "PATCH" and r.token == ix.token and (r.json or {}).get("embeds")
-                ),
-                timeout=30,
-            )
-            previews = [
-                r
-                for r in fake.requests
-                if r.method == "PATCH" and r.token == ix.token and r is not final
-            ]
+        final, patches = await ask_streamed(engine)
+    previews = [r for r in patches if r is not final]
     texts = [r.json["content"] for r in previews]
     gaps = [b.at - a.at for a, b in itertools.pairwise(previews)]
     print(f"{len(previews)} previews, {gaps=}")
