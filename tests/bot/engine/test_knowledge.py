@@ -91,3 +91,15 @@ def test_an_entry_is_found_only_in_the_text_it_was_indexed_with():
     start, end = locate(text, entry)
     assert text[start:end] == entry.answer and "\n\nQ: Q? second\nA: A: forged" in text
     assert locate(text, dataclasses.replace(entry, answer="corrected since")) is None
+
+
+def test_an_entry_is_removed_only_by_its_own_server(make_engine):
+    """An admin who types another server's entry number removes nothing anywhere."""
+    engine = make_engine()
+    _, entry = saved(engine)
+    with pytest.raises(DocumentError, match=f"no moderator's answer #{entry.id} here"):
+        engine.remove_entry(OTHER, entry.id, MODERATOR)
+    with pytest.raises(DocumentError, match="no moderator's answer #999999 here"):
+        engine.remove_entry(GUILD, 999_999, MODERATOR)
+    assert [e.id for e in engine.knowledge.entries(GUILD)] == [entry.id]
+    assert engine.ask("Who sells Zorblat parade tickets?", GUILD).entry == entry.id
