@@ -37,6 +37,7 @@ class Report:
     seconds: float
     changed: bool  # False when nothing differed and the live version was kept
     fetched: tuple[tuple[str, str], ...] = ()  # (doc_id, outcome) for each web page re-fetched
+    warnings: tuple[tuple[str, str], ...] = ()  # (doc_id, note) for pages whose text came out thin
 
 
 def update(

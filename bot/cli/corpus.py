@@ -192,4 +192,6 @@ def _index(args, settings: Settings) -> int:
         print(f"skipped {doc_id}: {reason}")
     for doc_id, outcome in report.fetched:
         print(f"{'fetched' if outcome in FETCHED else 'not refreshed'} {doc_id}: {outcome}")
+    for doc_id, note in report.warnings:
+        print(f"warning {doc_id}: {note}")
     return 0

@@ -96,7 +96,9 @@ class WebCorpus(Corpus):
                     self._docs(int(scope)), UPLOADS, fetched, room=room
                 )
             _, report = self._update(scope, rebuild, progress, read)
-        return dataclasses.replace(report, fetched=tuple(outcomes))
+        # A page whose text came out thin is kept; whoever re-indexes is told, as its adder was.
+        notes = tuple((d, note) for d, doc in read.items() if (note := pages.warning(doc)))
+        return dataclasses.replace(report, fetched=tuple(outcomes), warnings=notes)
 
     def _scope_lock(self, scope: str) -> AbstractContextManager:
         """The shared corpus is written by one process at a time; a server's by its shard's."""

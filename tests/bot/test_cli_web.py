@@ -185,3 +185,16 @@ def test_a_page_with_little_text_is_added_and_the_admin_told(cli, web):
         f"  warning: only 306 characters of text found on {url}; the page may need a browser "
         "(its text may be drawn by scripts), so few answers can come from it."
     )
+
+
+def test_index_tells_of_a_source_whose_text_came_out_thin(cli, web, tmp_path):
+    teaser, courier = web.url("/teaser"), web.url("/courier")
+    (tmp_path / "data" / "sources.txt").write_text(f"{teaser}\n{courier}\n", encoding="utf-8")
+    code, out, err = cli("index")
+    assert code == 0, err
+    assert "fetched web/127-0-0-1-courier.html: added" in out
+    assert [x for x in out.splitlines() if x.startswith("warning")] == [
+        f"warning web/127-0-0-1-teaser.html: only 306 characters of text found on {teaser}; the "
+        "page may need a browser (its text may be drawn by scripts), so few answers can come "
+        "from it."
+    ]

@@ -39,6 +39,7 @@ def summary(reports: list[Report]) -> str:
         counts = Counter(o if o in FETCHED else "failed" for _, o in fetched)
         lines.append("Web pages: " + ", ".join(f"{n} {what}" for what, n in counts.items()) + ".")
         lines += [f"Not refreshed {code(d)}: {escape(o)}" for d, o in fetched if o not in FETCHED]
+    lines += [f"Warning {code(d)}: {escape(note)}" for r in reports for d, note in r.warnings]
     return shorten("\n".join(lines), 1900)
 
 

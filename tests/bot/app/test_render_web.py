@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 
+from bot.app.exts.docs import summary
 from bot.app.render import render_answer, render_documents
 from bot.app.render_admin import render_added_url
 from bot.engine.answers import Answer, Citation
 from index.indexer import Report
 from index.records import Chunk
 from index.web.fetch import Page
-from index.web.pages import load_page
+from index.web.pages import load_page, warning
 from tests.web_server import fixture
 
 QUOTE = "Rents for those flats would rise by 35 per cent."
@@ -59,3 +60,19 @@ def test_adding_a_page_with_little_text_says_so() -> None:
         "uploads/c.html",
     )
     assert "\n" not in render_added_url(report, whole)
+
+
+def test_a_reindex_summary_tells_of_pages_whose_text_came_out_thin() -> None:
+    """/reindex: a page it fetched with little text is named, its note escaped."""
+    url = "https://courier.example/news/riverside_(vote)"
+    html = fixture("script-drawn-article").replace(b'"articleBody"', b'"description"')
+    doc = load_page(Page(url, url, html, ".html", None, None, None, "2024-06-01"), "uploads/c.html")
+    fetched = (("uploads/c.html", "changed"),)
+    report = Report(2, 5, 3, (), 0.42, True, fetched, (("uploads/c.html", warning(doc)),))
+    assert summary([report]).splitlines() == [
+        "Indexed 2 documents, 5 chunks (3 re-embedded) in 0.4 s.",
+        "Web pages: 1 changed.",
+        r"Warning `uploads/c.html`: only 306 characters of text found on "
+        r"https://courier.example/news/riverside\_(vote); the page may need a browser (its text "
+        "may be drawn by scripts), so few answers can come from it.",
+    ]

@@ -12,7 +12,7 @@ import pytest
 from index.errors import DocumentError, Error
 from index.web.pages import read_meta, write_meta
 from index.web.sources import read_sources
-from tests.web_server import WebServer
+from tests.web_server import Reply, WebServer, fixture
 
 
 def test_an_interrupted_store_or_removal_is_cleaned_up_at_start(make_engine, tmp_path) -> None:
@@ -104,3 +104,26 @@ def test_the_listing_says_how_many_days_ago_a_page_was_fetched(make_engine, tmp_
         assert web.requests[-1][1].get("If-None-Match")  # asked conditionally
     notes = {info.doc_id: note for info, note in engine.listing(7)}
     assert notes[doc.doc_id] == f"from <{url}>, fetched today, dated 2024-03-14"
+
+
+def test_a_reindex_tells_of_pages_whose_text_came_out_thin(make_engine, tmp_path) -> None:
+    """README: a re-index flags a page it fetched with little text, as adding one does (for the
+    shared pages and a server's); a page read whole, or not changed since, is not flagged."""
+    engine = make_engine(fetch_allow_loopback=True)
+    with WebServer() as web:
+        teaser = fixture("script-drawn-article").replace(b'"articleBody"', b'"description"')
+        web.routes["/teaser"] = Reply(200, teaser)  # its article only drawn by scripts
+        url, whole = web.url("/teaser"), web.url("/fixture/script-drawn-article")
+        (tmp_path / "data" / "sources.txt").write_text(f"{url}\n{whole}\n", encoding="utf-8")
+        _, doc = engine.add_url(7, url, 1)
+        note = (
+            f"only 306 characters of text found on {url}; the page may need a browser (its text "
+            "may be drawn by scripts), so few answers can come from it."
+        )
+        shared, own = engine.reindex(7)
+        assert [o for _, o in shared.fetched] == ["added", "added"]
+        assert shared.warnings == (("web/127-0-0-1-teaser.html", note),)
+        assert own.fetched == ((doc.doc_id, "unchanged"),) and own.warnings == ()
+        web.routes["/teaser"] = Reply(200, teaser + b"<!-- changed -->")  # still thin
+        shared, own = engine.reindex(7)
+        assert own.fetched == ((doc.doc_id, "changed"),) and own.warnings == ((doc.doc_id, note),)
