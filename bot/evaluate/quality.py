@@ -129,8 +129,14 @@ def report(asked: list[Asked], threshold: float) -> dict:
         quoted = " ".join(c.quote for c in answer.citations) if answer.found else ""
         hit = any(_contains(quoted, f) for f in facts) if quoted else False
         n["gold_quoted"] += bool(quoted and row.get("gold") and _contains(quoted, row["gold"]))
+        # Refused by an answer type: without the rules it would have been answered; and of those,
+        # the ones the rules cost, where that answer would have quoted the key fact.
         typed = replace(a.ranking, candidates=tuple(a.ranking.untyped or a.ranking.candidates))
-        n["type_refused"] += not answer.found and compose(row["question"], typed, threshold).found
+        untyped = compose(row["question"], typed, threshold)
+        if not answer.found and untyped.found:
+            n["type_refused"] += 1
+            said = " ".join(c.quote for c in untyped.citations)
+            n["type_lost"] += any(_contains(said, f) for f in facts)
         n["answered"] += answer.found
         n["false_refusals"] += not answer.found
         n["key_fact"] += hit
@@ -147,6 +153,7 @@ def report(asked: list[Asked], threshold: float) -> dict:
         "gold_quoted": n["gold_quoted"] / n["with_gold"] if n["with_gold"] else None,
         "wrong_doc": n["wrong_doc"] / n["with_doc"] if n["with_doc"] else None,
         "type_refused": n["type_refused"] / max(1, n["answerable"]),
+        "type_lost": n["type_lost"] / max(1, n["answerable"]),
         "refused_unanswerable": n["refused"] / max(1, n["unanswerable"]),
         "refused_off_topic": n["refused_off_topic"] / n["off_topic"] if n["off_topic"] else None,
         "false_refusals": n["false_refusals"] / max(1, n["answerable"]),
@@ -174,7 +181,11 @@ def format_qa(name: str, r: dict) -> str:
             "answered from another document",
             f"{r['wrong_doc'] or 0:6.1%}",
         ),
-        (answerable, "refused by an answer type", f"{r['type_refused']:6.1%}"),
+        (
+            answerable,
+            "refused by an answer type",
+            f"{r['type_refused']:6.1%} ({r['type_lost']:.1%} would have had the key fact)",
+        ),
         (True, "unanswerable refused", f"{r['refused_unanswerable']:6.1%}"),
         (answerable, "answerable refused", f"{r['false_refusals']:6.1%}"),
         (off_topic, "not-indexed questions refused", f"{r['refused_off_topic'] or 0:6.1%}"),
