@@ -4,7 +4,8 @@
 
 The statement's questions and the real pages' questions (tests/qa/real_pages.jsonl) are
 searched once, through the engine (READER=none); every variant of the knobs then re-scores the
-same passages: PASSAGES (how many of the best passages give sentences), the weights of a
+same passages: PASSAGES (how many of the best passages give sentences), which document an
+answer quotes (the best passage's, `one_document`, or the best sentence's), the weights of a
 sentence's score (its similarity, the question's words it holds, its passage's score) and
 MARGIN. Each variant's threshold is calibrated as `eval --calibrate` does (the strictest of the
 sets' thresholds); printed per set: right sentence (gold quoted), key fact, answers from another
@@ -60,7 +61,11 @@ def main() -> None:
         }
     weights = [(0.55, 0.25, 0.20), (0.45, 0.35, 0.20), (0.5, 0.2, 0.3), (0.6, 0.3, 0.1)]
     print(f"{args.split} splits; per set: right sentence / key fact / other doc / unans. refused")
-    for passages, w, margin in itertools.product((3, 5), weights, (0.10, 0.15)):
+    by_passage = extractive.one_document
+    documents = {"passage": by_passage, "sentence": lambda hits: hits[: extractive.PASSAGES]}
+    knobs = itertools.product(documents, (3, 5, 8), weights, (0.10, 0.15))
+    for document, passages, w, margin in knobs:
+        extractive.one_document = documents[document]
         extractive.W_SENTENCE, extractive.W_WORDS, extractive.W_PASSAGE = w
         extractive.MARGIN = margin
         done = {name: asked(found, passages) for name, found in sets.items()}
@@ -74,8 +79,8 @@ def main() -> None:
                 f"{name} {gold:.1%} / {r['key_fact']:.1%} / {other} / "
                 f"{r['refused_unanswerable']:.1%}"
             )
-        knobs = f"P={passages} W={w} M={margin} t={threshold:.3f}"
-        print(f"{knobs:<42} " + "   ".join(shown))
+        chosen = f"doc={document} P={passages} W={w} M={margin} t={threshold:.3f}"
+        print(f"{chosen:<55} " + "   ".join(shown))
 
 
 if __name__ == "__main__":

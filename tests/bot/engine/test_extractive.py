@@ -46,6 +46,17 @@ def test_sentences_keep_document_order_and_numbering():
     assert answer.text.endswith("Alpha is the first. [1] Gamma is the third. [2]")
 
 
+def test_an_answer_quotes_the_best_passages_document_only():
+    # Another document's sentence matches the question more closely, but its passage ranked
+    # second: the answer stays with the best passage's document (it names it more reliably).
+    other = Chunk("other.txt", "Other", 0, 19, TEXT[:19], "¶1", ((0, 19),))
+    hits = [Hit(TWO, 1.0, 0.6, 1, 1, (0.6,)), Hit(other, 0.9, 0.6, 2, 2, (0.95,))]
+    answer = similar("alpha gamma", hits, threshold=0.3)
+    assert [(c.chunk.doc_id, c.quote) for c in answer.citations] == [
+        ("doc.txt", "Gamma is the third.")
+    ]
+
+
 def test_captions_are_never_answers():
     caption = Chunk("doc.txt", "Doc", 0, 12, "Image: Alpha", "¶1", ((0, 12),))
     assert similar("alpha", [Hit(caption, 1.0, 0.9, 1, 1, (0.99,))], threshold=0.1).found is False

@@ -35,13 +35,14 @@ def test_quality_on_the_real_pages_test_split(engine):
     r = evaluate(engine, [PAGES], "test", calibrate=False)["sets"][str(PAGES)]
     print(
         f"real pages: right sentence {r['gold_quoted']:.3f}, other document {r['wrong_doc']:.3f}, "
-        f"refused by an answer type {r['type_refused']:.3f}"
+        f"refused by an answer type {r['type_refused']:.3f} (key fact lost {r['type_lost']:.3f})"
     )
     assert r["answerable"] >= 100 and r["unanswerable"] >= 20
     assert r["quotes_exact"] == 1.0 and r["quotes"] > 100  # never a misquote
-    assert r["gold_quoted"] >= 0.76  # measured 0.773 (85 of 110)
-    assert r["wrong_doc"] <= 0.045  # measured 0.037 (5 of 136)
+    assert r["gold_quoted"] >= 0.75  # measured 0.764 (84 of 110)
+    assert r["wrong_doc"] <= 0.03  # measured 0.022 (3 of 136)
     assert r["type_refused"] <= 0.045  # measured 0.036 (4 of 110)
+    assert r["type_lost"] <= 0.01  # measured 0.009 (1 of 110)
 
 
 def test_quality_of_the_shipped_reader_on_the_test_split(make_engine):
