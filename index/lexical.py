@@ -8,7 +8,20 @@ import bm25s
 import numpy as np
 import Stemmer
 
+from index.chunking import fold
+from index.records import Chunk
+
 _STEMMER = Stemmer.Stemmer("english")
+# What BM25 reads of a chunk (`passage`); an index saved reading otherwise is read again at load.
+READS = "title+text"
+
+
+def passage(chunk: Chunk) -> str:
+    """What BM25 reads of a chunk: its document's title, then its text. A passage rarely names
+    what its article is about ("he said…"): with the title, the passage holding the answer was
+    among the best three for 84.9% of the real pages' calibrate questions, not 81.1% (README,
+    "Answers"). The model reads the text alone: titled vectors cost the statement's answers."""
+    return fold(f"{chunk.title}\n\n{chunk.text}")
 
 
 def terms(text: str) -> list[str]:

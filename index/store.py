@@ -21,10 +21,10 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from index.chunking import CHUNKER, fold
+from index.chunking import CHUNKER
 from index.chunks import Chunks
 from index.errors import Busy, Error, IndexDamaged, IndexMismatch
-from index.lexical import Lexical
+from index.lexical import READS, Lexical, passage
 from index.records import Chunk, Document
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,7 @@ class Index:
         self.vectors = vectors
         self.sentence_vectors = sentence_vectors  # all chunks' sentences, in chunk order
         self.faiss = faiss_index if faiss_index is not None else make_faiss(vectors, kind)
-        self.lexical = lexical or Lexical.build([fold(c.text) for c in self.chunks])
+        self.lexical = lexical or Lexical.build([passage(c) for c in self.chunks])
 
     def __len__(self) -> int:
         return len(self.chunks)
@@ -162,6 +162,7 @@ class Index:
             "params": asdict(self.params),
             "kind": self.kind,
             "chunks": len(self.chunks),
+            "lexical": READS,
             "docs": {d: info.sha256 for d, info in self.infos.items()},
             "files": {p.relative_to(folder).as_posix(): _sha256(p) for p in files},
         }
@@ -202,6 +203,9 @@ class Index:
         with open(folder / "chunks.jsonl", encoding="utf-8") as f:
             chunks = Chunks(docs, (json.loads(line) for line in f))
         kind = manifest["kind"]
+        # Saved reading chunks otherwise (before titles): BM25 is built again, the vectors kept.
+        same = manifest.get("lexical") == READS
+        lexical = Lexical.load(folder / "bm25", len(chunks)) if same else None
         vectors = np.load(folder / "vectors.npy", mmap_mode="r")
         index = faiss.read_index(str(folder / "faiss.index")) if kind != "flat" else None
         return cls(
@@ -213,7 +217,7 @@ class Index:
             vectors,
             np.load(folder / "sentences.npy", mmap_mode="r"),
             index,
-            Lexical.load(folder / "bm25", len(chunks)),
+            lexical,
         )
 
 

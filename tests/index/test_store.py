@@ -5,10 +5,11 @@ import faiss
 import numpy as np
 import pytest
 
-from index.chunking import chunk_document
+from index.chunking import chunk_document, fold
 from index.chunks import Chunks
 from index.errors import IndexDamaged, IndexMismatch
 from index.indexer import build, update
+from index.lexical import Lexical
 from index.records import Document
 from index.search import search
 from index.store import DocInfo, Index, Params, Store, make_faiss
@@ -190,3 +191,36 @@ def test_chunk_table_gives_back_the_chunks_it_was_made_from():
         table[len(chunks)]
     with pytest.raises(KeyError, match="unknown document"):
         Chunks({}, [("b.txt", 0, 1, "¶1", [(0, 1)])])
+
+
+def test_bm25_reads_each_passages_title_and_an_index_saved_without_is_read_again(
+    tmp_path, embedder
+):
+    # "Emirates" is only in the first article's title; its passage says "the airline".
+    docs = [
+        Document("a.txt", "Emirates orders A380s", "The airline will take 36 more planes.", "a"),
+        Document("b.txt", "Qantas results", "The airline said its profits rose by a third.", "b"),
+    ]
+    infos = {d.doc_id: DocInfo(d.doc_id, d.title, d.source, "0", 0, "") for d in docs}
+    built, _ = build(docs, infos, params(embedder), embedder)
+    ids, _ = built.lexical.search("Emirates", 2)
+    assert [built.chunks[i].doc_id for i in ids] == ["a.txt"]
+
+    # An index saved before titles were read: its BM25 is built again when it is loaded.
+    bare = Lexical.build([fold(c.text) for c in built.chunks])
+    Index(
+        built.params,
+        "flat",
+        built.docs,
+        built.infos,
+        built.chunks,
+        built.vectors,
+        built.sentence_vectors,
+        lexical=bare,
+    ).save(tmp_path / "old")
+    assert Index.load(tmp_path / "old", params(embedder)).lexical.search("Emirates", 2)[0].size == 0
+    manifest = json.loads((tmp_path / "old" / "manifest.json").read_text(encoding="utf-8"))
+    del manifest["lexical"]
+    (tmp_path / "old" / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    loaded = Index.load(tmp_path / "old", params(embedder))
+    assert [loaded.chunks[i].doc_id for i in loaded.lexical.search("Emirates", 2)[0]] == ["a.txt"]
