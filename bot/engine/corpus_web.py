@@ -97,7 +97,8 @@ class WebCorpus(Corpus):
                 )
             _, report = self._update(scope, rebuild, progress, read)
         # A page whose text came out thin is kept; whoever re-indexes is told, as its adder was.
-        notes = tuple((d, note) for d, doc in read.items() if (note := pages.warning(doc)))
+        # The note names no link (its doc id is shown beside it; Discord would unfurl a link).
+        notes = tuple((d, note) for d, doc in read.items() if (note := pages.warning(doc, "it")))
         return dataclasses.replace(report, fetched=tuple(outcomes), warnings=notes)
 
     def _scope_lock(self, scope: str) -> AbstractContextManager:

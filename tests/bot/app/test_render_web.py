@@ -63,16 +63,15 @@ def test_adding_a_page_with_little_text_says_so() -> None:
 
 
 def test_a_reindex_summary_tells_of_pages_whose_text_came_out_thin() -> None:
-    """/reindex: a page it fetched with little text is named, its note escaped."""
+    """/reindex: a page it fetched with little text is named beside the note."""
     url = "https://courier.example/news/riverside_(vote)"
     html = fixture("script-drawn-article").replace(b'"articleBody"', b'"description"')
     doc = load_page(Page(url, url, html, ".html", None, None, None, "2024-06-01"), "uploads/c.html")
     fetched = (("uploads/c.html", "changed"),)
-    report = Report(2, 5, 3, (), 0.42, True, fetched, (("uploads/c.html", warning(doc)),))
+    report = Report(2, 5, 3, (), 0.42, True, fetched, (("uploads/c.html", warning(doc, "it")),))
     assert summary([report]).splitlines() == [
         "Indexed 2 documents, 5 chunks (3 re-embedded) in 0.4 s.",
         "Web pages: 1 changed.",
-        r"Warning `uploads/c.html`: only 306 characters of text found on "
-        r"https://courier.example/news/riverside\_(vote); the page may need a browser (its text "
-        "may be drawn by scripts), so few answers can come from it.",
+        "Warning `uploads/c.html`: only 306 characters of text found on it; the page may need a "
+        "browser (its text may be drawn by scripts), so few answers can come from it.",
     ]

@@ -117,8 +117,8 @@ def test_a_reindex_tells_of_pages_whose_text_came_out_thin(make_engine, tmp_path
         (tmp_path / "data" / "sources.txt").write_text(f"{url}\n{whole}\n", encoding="utf-8")
         _, doc = engine.add_url(7, url, 1)
         note = (
-            f"only 306 characters of text found on {url}; the page may need a browser (its text "
-            "may be drawn by scripts), so few answers can come from it."
+            "only 306 characters of text found on it; the page may need a browser (its text may "
+            "be drawn by scripts), so few answers can come from it."
         )
         shared, own = engine.reindex(7)
         assert [o for _, o in shared.fetched] == ["added", "added"]
