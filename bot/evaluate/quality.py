@@ -12,7 +12,7 @@ import numpy as np
 from bot.engine import Engine
 from bot.engine.extractive import compose
 from bot.evaluate.questions import Asked, _contains, question_set
-from index.reader import Weights, logit
+from index.reader import Weights, logit, sigmoid
 
 # Refusing a fair question is the costlier error: at most this share of answerable questions
 # may be refused, 5% on the statement and 10% on SQuAD's harder, encyclopedic questions.
@@ -65,7 +65,7 @@ def fit_weights(asked: list[Asked], l2: float = 1e-3) -> Weights:
     x, y = np.array(rows), np.array(labels, float)
     w = np.array([1.0, 0.0, 0.0])
     for _ in range(50):
-        q = 1 / (1 + np.exp(-(x @ w)))
+        q = sigmoid(x @ w)
         gradient = x.T @ (q - y) + l2 * w
         hessian = (x * (q * (1 - q))[:, None]).T @ x + l2 * np.eye(3)
         step = np.linalg.solve(hessian, gradient)

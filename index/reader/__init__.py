@@ -13,9 +13,10 @@ from index.reader.model import (
     load_reader,
     logit,
     read_meta,
+    sigmoid,
 )
 
 __all__ = [
     "BUNDLED", "NONE", "SHIPPED", "Card", "Reader", "Weights", "encode", "load_reader", "logit",
-    "read_meta",
+    "read_meta", "sigmoid",
 ]  # fmt: skip

@@ -56,6 +56,12 @@ def logit(p: float) -> float:
     return math.log(p / (1 - p))
 
 
+def sigmoid(z):
+    """1 / (1 + e^-z) of a number or an array, without overflow: weights fitted on few,
+    separable questions can be large."""
+    return np.exp(-np.logaddexp(0.0, -z))
+
+
 def cpu_bf16(torch) -> bool:
     """Whether this CPU has bfloat16 matrix units (AMX, AVX-512 BF16): ~2.5x faster than fp32."""
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
@@ -76,11 +82,7 @@ class Weights:
     bias: float = 0.0
 
     def probability(self, p: float, cosine: float) -> float:
-        z = self.reader * logit(p) + self.cosine * cosine + self.bias
-        # Weights fitted on few, separable questions can be large: exp must not overflow.
-        if z < 0:
-            return math.exp(z) / (1 + math.exp(z))
-        return 1 / (1 + math.exp(-z))
+        return float(sigmoid(self.reader * logit(p) + self.cosine * cosine + self.bias))
 
 
 @dataclass(frozen=True)
