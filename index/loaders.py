@@ -74,7 +74,7 @@ def load_bytes(filename: str, data: bytes, doc_id: str, title: str | None = None
     if not text:
         raise DocumentError(f"{name} has no text.")
     if title is None or not title.strip():
-        title = _one_line(found or "") or _first_line(text)
+        title = clipped_line(found or "") or _first_line(text)
     else:
         title = title.strip()
     return Document(doc_id, title, text, filename, pages if ext == ".pdf" else ())
@@ -214,16 +214,16 @@ def _lines(text: str):
 def _first_line(text: str) -> str:
     for line in _lines(text):
         if line.strip():
-            return _one_line(line)
+            return clipped_line(line)
     return ""
 
 
-def _one_line(title: str) -> str:
-    """Whitespace collapsed, cut to MAX_TITLE characters."""
-    title = " ".join(title[: MAX_TITLE * 8].split())  # bounded work on a 10 MB line
-    if len(title) > MAX_TITLE:
-        title = title[: MAX_TITLE - 1].rstrip() + "…"
-    return title
+def clipped_line(text: str, limit: int = MAX_TITLE) -> str:
+    """Whitespace collapsed, cut to `limit` characters (a title, by default)."""
+    text = " ".join(text[: limit * 8].split())  # bounded work on a 10 MB line
+    if len(text) > limit:
+        text = text[: limit - 1].rstrip() + "…"
+    return text
 
 
 def _shown(name: str) -> str:

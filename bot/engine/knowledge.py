@@ -29,7 +29,7 @@ from bot.engine.knowledge_db import Entry, KnowledgeRecords
 from index.embedder import Embedder
 from index.errors import DocumentError, Error
 from index.indexer import Report
-from index.loaders import load_bytes
+from index.loaders import clipped_line, load_bytes
 from index.records import Chunk
 from index.store import DocInfo
 
@@ -202,8 +202,7 @@ class Knowledge(WebCorpus):
         (entry, (start, end)), cosine = found[best], float(cosines[best])
         where = f"answered by {_one_line(entry.answerer)} on {entry.date}"
         chunk = Chunk(DOC_ID, doc.title, start, end, doc.text[start:end], where, ((start, end),))
-        asked = _one_line(entry.question)
-        asked = asked if len(asked) <= 150 else asked[:149].rstrip() + "…"
+        asked = clipped_line(entry.question, 150)
         lead = f"According to “{doc.title}” (asked as “{asked}”, {where}):"
         citation = Citation(1, chunk, chunk.text, start, end, cosine)
         return Answer(question, f"{lead} {chunk.text} [1]", (citation,), True, entry=entry.id)

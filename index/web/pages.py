@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 from index import sandbox
 from index.errors import DocumentError
-from index.loaders import MAX_TITLE, load_bytes
+from index.loaders import clipped_line, load_bytes
 from index.records import Document
 from index.web.extraction import extract, thin, visible_text
 from index.web.fetch import Page
@@ -97,7 +97,7 @@ def load_stored(data: bytes, meta: WebMeta, doc_id: str, title: str | None = Non
         )
     return Document(
         doc_id,
-        _one_line(title or found or text.split("\n", 1)[0]),
+        clipped_line(title or found or text.split("\n", 1)[0]),
         text,
         where,
         url=where,
@@ -241,11 +241,6 @@ def _write(path: Path, data: bytes) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-
-
-def _one_line(title: str) -> str:
-    title = " ".join(title.split())
-    return title if len(title) <= MAX_TITLE else title[: MAX_TITLE - 1].rstrip() + "…"
 
 
 def _short(url: str) -> str:
