@@ -11,7 +11,7 @@ import itertools
 import re
 import shutil
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from bot.engine import Engine
 from index.chunking import paragraphs, sentences
 from index.embedder import Embedder, Encoded
 from tests.conftest import ROOT
-from tests.fake_discord import FakeDiscord, Recorded, connected
+from tests.fake_discord import FakeDiscord, FakeInteraction, Recorded, connected
 
 Json = dict[str, Any]
 Bot = tuple[FakeDiscord, StatementBot, Engine]
@@ -116,6 +116,30 @@ def members(first: int) -> Callable[[], int]:
     """A source of member ids from `first` on; each call gives one no test has used yet (each
     member has their own cooldown). Give each module its own range."""
     return itertools.count(first).__next__
+
+
+def as_admin(
+    home: int, users: Callable[[], int]
+) -> Callable[..., Awaitable[tuple[FakeInteraction, Json]]]:
+    """`admin(fake, name, options)`: run a slash command as a new member of server `home`
+    (another with `guild=`) with Manage Server (other rights with `permissions=`), and return
+    the interaction and what they finally see."""
+
+    async def admin(
+        fake: FakeDiscord,
+        name: str,
+        options: dict | None = None,
+        *,
+        guild: int = home,
+        permissions: int = MANAGE_GUILD,
+        **kwargs: Any,
+    ) -> tuple[FakeInteraction, Json]:
+        ix = await fake.interact(
+            name, options, guild_id=guild, user_id=users(), permissions=permissions, **kwargs
+        )
+        return ix, await fake.wait_answered(ix, timeout=30)
+
+    return admin
 
 
 @contextlib.asynccontextmanager

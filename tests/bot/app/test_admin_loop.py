@@ -18,6 +18,7 @@ from tests.discord_harness import (
     MANAGE_GUILD,
     REFUSED,
     Bot,
+    as_admin,
     assert_no_pings,
     assert_within_limits,
     members,
@@ -25,7 +26,7 @@ from tests.discord_harness import (
     shown_payload,
     started,
 )
-from tests.fake_discord import FakeDiscord, FakeInteraction, snowflake
+from tests.fake_discord import FakeDiscord, snowflake
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.usefixtures("no_errors_logged")]
 
@@ -43,6 +44,7 @@ LASAGNE = ["What is the recipe for lasagne?", "how do I make lasagne"]
 MERCURY = "What is the boiling point of mercury?"
 ZORBLAT = "Is there a Zorblat parade in Quenville?"  # asked in the other server only
 new_user = members(1_490_000_000_000_000_001)
+admin = as_admin(GUILD_A, new_user)
 
 
 @pytest.fixture(scope="module")
@@ -74,26 +76,6 @@ async def ask(fake: FakeDiscord, question: str, guild: int = GUILD_A, user: int 
         "ask", {"question": question}, guild_id=guild, user_id=user or new_user()
     )
     return await fake.wait_answered(ix, timeout=30)
-
-
-async def admin(
-    fake: FakeDiscord,
-    name: str,
-    options: dict | None = None,
-    *,
-    guild: int = GUILD_A,
-    permissions: int = MANAGE_GUILD,
-    subcommand: str | None = None,
-) -> tuple[FakeInteraction, dict]:
-    ix = await fake.interact(
-        name,
-        options,
-        guild_id=guild,
-        user_id=new_user(),
-        permissions=permissions,
-        subcommand=subcommand,
-    )
-    return ix, await fake.wait_answered(ix, timeout=30)
 
 
 async def click(fake: FakeDiscord, custom_id: str, message: dict, guild: int, user: int) -> dict:

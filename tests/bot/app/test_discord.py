@@ -27,6 +27,7 @@ from tests.discord_harness import (
     REFUSED,
     Bot,
     GatedEmbedder,
+    as_admin,
     assert_each_quote_once,
     assert_exact_quote,
     assert_no_pings,
@@ -57,6 +58,7 @@ ZORBLAT = (
     "Visitors skate between ice sculptures of herons while brass bands play.\n"
 )
 new_user = members(1_290_000_000_000_000_001)  # each member has their own cooldown
+admin = as_admin(GUILD_A, new_user)
 
 
 @pytest.fixture(scope="module")
@@ -100,22 +102,6 @@ async def ask(
     """Run /ask and return the interaction and the message the member finally sees."""
     ix = await fake.interact(
         "ask", {"question": question, **options}, guild_id=guild, user_id=user or new_user()
-    )
-    return ix, await fake.wait_answered(ix, timeout=30)
-
-
-async def admin(
-    fake: FakeDiscord,
-    name: str,
-    options: dict | None = None,
-    *,
-    guild: int = GUILD_A,
-    permissions: int = MANAGE_GUILD,
-    **kwargs: object,
-) -> tuple[FakeInteraction, dict]:
-    """Run an admin command (by default as a member with Manage Server) and return what they see."""
-    ix = await fake.interact(
-        name, options, guild_id=guild, user_id=new_user(), permissions=permissions, **kwargs
     )
     return ix, await fake.wait_answered(ix, timeout=30)
 
