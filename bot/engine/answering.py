@@ -8,6 +8,7 @@ awaits it there, so an event loop calling it never blocks.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,7 +16,6 @@ from bot.config import Settings
 from bot.engine.answers import Answer
 from bot.engine.db import Database
 from bot.engine.extractive import (
-    PASSAGES,
     THRESHOLD,
     Ranking,
     bm25_idf,
@@ -102,9 +102,8 @@ class Engine(Knowledge):
         if self.reader is None:
             ranking = by_similarity(question, hits, self.threshold, self.idf(guild_id))
             return question, hits, ranking
-        read = hits[:PASSAGES]
-        probabilities = self.reader.probabilities(question, [h.chunk for h in read])
-        return question, hits, by_reader(read, probabilities, self.reader.card.weights)
+        read = functools.partial(self.reader.probabilities, question)
+        return question, hits, by_reader(hits, read, self.reader.card.weights)
 
     def ask(self, question: str, guild_id: int | None = None, context: str | None = None) -> Answer:
         """An extractive, cited answer; `context` is the previous question of a conversation."""

@@ -123,7 +123,7 @@ def test_answer_type_must_fit_the_question(question, sentence, fits):
 
 def test_reader_probabilities_choose_the_sentences_and_topic_lists_refusals():
     hits = [Hit(ONE, 1.0, 0.9, 1, 1, (0.9, 0.7)), Hit(TWO, 0.5, 0.2, 2, None, (0.2,))]
-    ranking = by_reader(hits, [np.array([0.05, 0.9]), np.array([0.75])], Weights())
+    ranking = by_reader(hits, lambda _: [np.array([0.05, 0.9]), np.array([0.75])], Weights())
     answer = compose("which is second?", ranking, threshold=0.3)
     assert [c.quote for c in answer.citations] == ["Beta is the second.", "Gamma is the third."]
     assert [c.score for c in answer.citations] == pytest.approx([0.9, 0.75])
@@ -132,7 +132,28 @@ def test_reader_probabilities_choose_the_sentences_and_topic_lists_refusals():
     assert [c.quote for c in refusal.citations] == ["Alpha is the first.", "Beta is the second."]
     assert refusal.text == f"{NOT_FOUND} These passages might be related: [1], [2]."
     far = [Hit(ONE, 1.0, 0.1, 1, 1, (0.1, 0.1))]  # nothing on topic: a plain refusal
-    assert compose("x", by_reader(far, [np.array([0.0, 0.0])], Weights()), 0.3).text == NOT_FOUND
+    assert (
+        compose("x", by_reader(far, lambda _: [np.array([0.0, 0.0])], Weights()), 0.3).text
+        == NOT_FOUND
+    )
+
+
+def test_the_reader_reads_and_quotes_the_best_passages_document_only():
+    other = Chunk("other.txt", "Other", 0, 19, TEXT[:19], "¶1", ((0, 19),))
+    hits = [
+        Hit(TWO, 1.0, 0.6, 1, 1, (0.6,)),
+        Hit(other, 0.9, 0.6, 2, 2, (0.6,)),
+        Hit(ONE, 0.8, 0.6, 3, 3, (0.6, 0.6)),
+    ]
+    read = []
+
+    def reader(chunks):  # the other document's sentence would be its surest answer
+        read.append([c.doc_id for c in chunks])
+        return [np.full(len(c.sentences), 0.99 if c is other else 0.6) for c in chunks]
+
+    answer = compose("which is third?", by_reader(hits, reader, Weights()), threshold=0.3)
+    assert read == [["doc.txt", "doc.txt"]]
+    assert answer.found and {c.chunk.doc_id for c in answer.citations} == {"doc.txt"}
 
 
 def test_a_quote_joined_across_overlapping_chunks_is_a_slice_of_its_chunk():
@@ -140,7 +161,7 @@ def test_a_quote_joined_across_overlapping_chunks_is_a_slice_of_its_chunk():
     a = Chunk("d.txt", "D", 0, 39, text[0:39], "¶1", ((0, 19), (20, 39)))
     b = Chunk("d.txt", "D", 20, 59, text[20:59], "¶1", ((20, 39), (40, 59)))
     hits = [Hit(a, 1.0, 0.9, 1, 1, (0.1, 0.9)), Hit(b, 0.9, 0.8, 2, 2, (0.5, 0.8))]
-    ranking = by_reader(hits, [np.array([0.1, 0.9]), np.array([0.5, 0.85])], Weights())
+    ranking = by_reader(hits, lambda _: [np.array([0.1, 0.9]), np.array([0.5, 0.85])], Weights())
     (c,) = compose("beta and gamma?", ranking, threshold=0.3).citations
     assert c.quote == "Beta is the second. Gamma is the third." == text[c.start : c.end]
     assert c.chunk.text[c.start - c.chunk.start : c.end - c.chunk.start] == c.quote
