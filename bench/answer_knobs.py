@@ -15,6 +15,7 @@ document, unanswerable questions refused.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import sys
 import tempfile
@@ -38,13 +39,22 @@ def searched(engine, rows: list[dict]) -> list[tuple[dict, list, object]]:
     return [(r, engine.search(r["question"], k=TOP_K), idf) for r in rows]
 
 
-def asked(found: list, passages: int) -> list[evaluate.Asked]:
+def asked(found: list, passages: int, document: str) -> list[evaluate.Asked]:
     extractive.PASSAGES = passages
     out = []
     for row, hits, idf in found:
         ranking = extractive.by_similarity(row["question"], hits, 0.0, idf)
+        if document == "sentence":  # the best sentence's document
+            ranking = best_sentences_document(ranking)
         out.append(evaluate.Asked(row, hits[:passages], ranking))
     return out
+
+
+def best_sentences_document(ranking: extractive.Ranking) -> extractive.Ranking:
+    """Candidates of the best passages of any document, kept to the best sentence's."""
+    doc = ranking.candidates[0].chunk.doc_id if ranking.candidates else None
+    candidates = tuple(c for c in ranking.candidates if c.chunk.doc_id == doc)
+    return dataclasses.replace(ranking, candidates=candidates)
 
 
 def main() -> None:
@@ -68,7 +78,7 @@ def main() -> None:
         extractive.one_document = documents[document]
         extractive.W_SENTENCE, extractive.W_WORDS, extractive.W_PASSAGE = w
         extractive.MARGIN = margin
-        done = {name: asked(found, passages) for name, found in sets.items()}
+        done = {name: asked(found, passages, document) for name, found in sets.items()}
         threshold = min(evaluate.threshold_for(a, 0.05) for a in done.values())
         shown = []
         for name, a in done.items():

@@ -153,7 +153,7 @@ def fits_type(question: str, sentence: str, rules: tuple[Rule, ...] = RULES) -> 
 def one_document(hits: list[Hit]) -> list[Hit]:
     """The best passages that come from the best one's document: an answer quotes one document,
     and the best passage names it more reliably than the best sentence. On the calibrate splits,
-    answers from another page 4.5% -> 3.0%, unanswerable refused 23% -> 31%, right sentences
+    answers from another page 6.1% -> 3.0%, unanswerable refused 15% -> 31%, right sentences
     unchanged (bench/answer_knobs.py); with the reader, another page 6.1% -> 3.0%, questions
     about SQuAD articles not indexed refused 50.1% -> 53.4%, key facts unchanged or up."""
     return [h for h in hits[:PASSAGES] if h.chunk.doc_id == hits[0].chunk.doc_id]
