@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from bot.config import Settings  # noqa: E402
 from bot.engine import Engine  # noqa: E402
-from bot.engine.extractive import PASSAGES  # noqa: E402
+from bot.engine.extractive import one_document  # noqa: E402
 from index.chunking import chunk_document, fold  # noqa: E402
 from index.chunks import Chunks  # noqa: E402
 from index.embedder import Embedder  # noqa: E402
@@ -221,7 +221,7 @@ def warm_ask(table: Table, embedder: Embedder, reader: Reader, work: Path, round
 
 def _forward(reader: Reader, engine: Engine, question: str):
     """The reader's bare forward pass on the passages the engine would have it read."""
-    chunks = [h.chunk for h in engine.search(question)[:PASSAGES]]
+    chunks = [h.chunk for h in one_document(engine.search(question))]
     enc, _, _ = encode(reader.tokenizer, [question] * len(chunks), chunks)
     return lambda: reader.forward(enc)
 

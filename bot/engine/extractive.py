@@ -189,10 +189,10 @@ def read(hits: list[Hit], probabilities: list, weights: Weights) -> list[Candida
 
 
 def by_topic(hits: list[Hit]) -> list[Candidate]:
-    """Sentences of the best passages by their similarity to the question alone."""
+    """Sentences of `hits` by their similarity to the question alone."""
     out = [
         Candidate(hit.chunk, a, b, s)
-        for hit in hits[:PASSAGES]
+        for hit in hits
         for (a, b), s in zip(hit.chunk.sentences, hit.sentence_scores, strict=True)
     ]
     return _best(out)
