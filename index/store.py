@@ -131,10 +131,16 @@ class Index:
         keep = ids[0] >= 0  # FAISS pads missing results with -1
         return ids[0][keep], scores[0][keep]
 
-    def sentence_scores(self, i: int, qvec: np.ndarray) -> np.ndarray:
-        """Cosine of each sentence of chunk `i` to the query vector."""
-        rows = self.sentence_vectors[self.chunks.sentence_rows(i)]
-        return rows.astype(np.float32) @ qvec
+    def closeness(self, ids: list[int], qvec: np.ndarray) -> list[tuple[float, np.ndarray]]:
+        """For each chunk of `ids`: its cosine to the query vector, and each of its sentences'."""
+        if not ids:
+            return []
+        spans = [self.chunks.sentence_rows(i) for i in ids]
+        rows = np.concatenate([np.arange(s.start, s.stop) for s in spans])
+        sentences = self.sentence_vectors[rows].astype(np.float32) @ qvec
+        ends = np.cumsum([s.stop - s.start for s in spans])
+        cosines = (self.vectors[ids] @ qvec).tolist()
+        return list(zip(cosines, np.split(sentences, ends[:-1]), strict=True))
 
     # -- persistence ---------------------------------------------------------------------
 

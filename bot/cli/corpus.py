@@ -123,7 +123,7 @@ def _search(args, settings: Settings) -> int:
 
 def _found(hit) -> str:
     """A hit's figures for people: the passage's cosine and which retrievers ranked it where
-    (the fused reciprocal-rank score only orders the list; `--json` has it)."""
+    (the fused score only orders the list; `--json` has it)."""
     ranks = (("dense", hit.dense_rank), ("BM25", hit.lexical_rank))
     found = " and ".join(f"{name} #{r}" for name, r in ranks if r is not None)
     cosine = "" if hit.dense_score is None else f"cosine {hit.dense_score:.2f} · "

@@ -75,7 +75,8 @@ def test_search_shows_cosine_and_retrievers_not_the_fused_score(cli):
             if hit[key]
         ]
         assert head == f"{n}. cosine {hit['cosine']:.2f} · found by {' and '.join(ranks)}"
-        assert f"{hit['score']:.4f}" not in out and 0 < hit["score"] < 0.04  # RRF: JSON only
+        assert f"{hit['score']:.4f}" not in out and 0 < hit["score"] <= 1  # JSON only
+    assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
     assert any(" and " in head for head in heads)  # found by both retrievers
     _, out, _ = cli("search", "Diane Abbott trailblazer", "--mode", "lexical", "--k", "1")
     assert out.startswith("1. cosine 0.") and "found by BM25 #1\n" in out

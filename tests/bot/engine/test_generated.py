@@ -144,15 +144,20 @@ def test_prompt_delimits_passages_and_question_as_data(engine):
 
 async def test_faithful_answer_is_kept_and_markers_renumbered(engine, embedder, fake):
     hits, fallback = ask(engine)
-    p40, pind = passage(hits, "over 40 years"), passage(hits, "retain his seat")
-    assert (p40, pind) != (1, 2)  # otherwise renumbering would not be visible
-    fake.reply(f"{FORTY} [{p40}]. {INDEPENDENT}. [{pind}]")
+    # The later passage is cited first, so its marker must become [1].
+    (n1, first, quoted1), (n2, second, quoted2) = sorted(
+        [
+            (passage(hits, "over 40 years"), FORTY, "over 40 years"),
+            (passage(hits, "retain his seat"), INDEPENDENT, "retain his seat as an independent"),
+        ],
+        reverse=True,
+    )
+    fake.reply(f"{first} [{n1}]. {second}. [{n2}]")
     answer, stats = await generator(engine, fake, embedder).answer(QUESTION, hits, fallback)
     assert (stats.generated, stats.kept, stats.fell_back) == (2, 2, False)
-    assert answer.found and answer.text == f"{FORTY}. [1] {INDEPENDENT}. [2]"
+    assert answer.found and answer.text == f"{first}. [1] {second}. [2]"
     assert_contract(answer)
-    assert "over 40 years" in answer.citations[0].quote
-    assert "fight to retain his seat as an independent" in answer.citations[1].quote
+    assert quoted1 in answer.citations[0].quote and quoted2 in answer.citations[1].quote
     request = fake.requests[0]["body"]
     assert request["model"] == "fake-model" and not request.get("stream")
     assert request["messages"] == build_messages(QUESTION, hits)
