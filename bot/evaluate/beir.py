@@ -34,8 +34,11 @@ def metrics(ranked: list[str], relevant: dict[str, int]) -> dict[str, float]:
     }
 
 
-def load_beir(folder: Path) -> tuple[list[Document], dict[str, str], dict[str, dict[str, int]]]:
-    """Documents, test queries (id -> text) and qrels (query -> doc -> grade) of a BEIR folder."""
+def load_beir(
+    folder: Path, split: str = "test"
+) -> tuple[list[Document], dict[str, str], dict[str, dict[str, int]]]:
+    """Documents, one split's queries (id -> text) and qrels (query -> doc -> grade) of a BEIR
+    folder."""
     try:
         docs = []
         with open(folder / "corpus.jsonl", encoding="utf-8") as f:
@@ -45,7 +48,7 @@ def load_beir(folder: Path) -> tuple[list[Document], dict[str, str], dict[str, d
                 text = f"{title}. {row['text']}" if title else row["text"]
                 docs.append(Document(str(row["_id"]), title or str(row["_id"]), text, "corpus"))
         qrels: dict[str, dict[str, int]] = {}
-        with open(folder / "qrels" / "test.tsv", encoding="utf-8") as f:
+        with open(folder / "qrels" / f"{split}.tsv", encoding="utf-8") as f:
             for line in f:
                 q, d, grade = line.rstrip("\n").split("\t")[:3]
                 if grade.isdigit():  # skips the header
@@ -61,9 +64,15 @@ def load_beir(folder: Path) -> tuple[list[Document], dict[str, str], dict[str, d
     return docs, queries, qrels
 
 
-def beir(folder: Path, settings: Settings, embedder: Embedder | None = None, progress=None) -> dict:
+def beir(
+    folder: Path,
+    settings: Settings,
+    embedder: Embedder | None = None,
+    progress=None,
+    split: str = "test",
+) -> dict:
     """Mean metrics per retrieval mode; the index is cached in the state folder."""
-    docs, queries, qrels = load_beir(folder)
+    docs, queries, qrels = load_beir(folder, split)
     embedder = embedder or Embedder(settings.model)
     params = Params(embedder.model_id, embedder.dim, settings.chunk_size, settings.chunk_overlap)
     digest = hashlib.sha256((folder / "corpus.jsonl").read_bytes()).hexdigest()[:16]
