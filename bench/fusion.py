@@ -33,7 +33,7 @@ SETS = [
 ]
 WEIGHTS = ("rank", 0.5, 0.6, 0.65, 0.7, 0.75, 0.8, 0.9)
 RRF_K = 60  # Cormack et al. (2009), as search used it
-SEARCH = index.search.search
+SEARCH, WEIGHT = index.search.search, index.search.DENSE_WEIGHT
 
 
 def by_rank(indexes, query, qvec, k=5, mode="hybrid", candidates=100):
@@ -47,7 +47,7 @@ def by_rank(indexes, query, qvec, k=5, mode="hybrid", candidates=100):
 def use(weight) -> None:
     searched = by_rank if weight == "rank" else SEARCH
     bot.engine.answering.search = sys.modules["bot.evaluate.beir"].search = searched
-    index.search.DENSE_WEIGHT = 0.65 if weight == "rank" else weight
+    index.search.DENSE_WEIGHT = WEIGHT if weight == "rank" else weight
 
 
 def main() -> None:
@@ -59,13 +59,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         state = args.state or Path(tmp)
         engine = start(Settings(data_dir=ROOT / "data", state_dir=state / "s", reader="none"))
+        settings = Settings(state_dir=state)
         print("calibrate splits; pages: right sentence, other page; statement: key fact;")
         print("SQuAD: key fact, not indexed refused; SciFact train: hybrid nDCG@10")
         for weight in WEIGHTS:
             use(weight)
             sets = evaluate.evaluate(engine, SETS, "calibrate", calibrate=False)["sets"]
             statement, pages, squad = (sets[str(p)] for p in SETS)
-            settings = Settings(state_dir=state)
             sf = evaluate.beir(args.beir, settings, engine.embedder, split="train")
             print(
                 f"{weight!s:>5}  {pages['gold_quoted']:6.1%} {pages['wrong_doc']:5.1%}  "

@@ -44,7 +44,7 @@ def search(
     cosine, sentences = {}, {}
     for w, ix in enumerate(indexes if qvec is not None else ()):
         ids = [i for v, i in keys if v == w]
-        for i, (cos, sent) in zip(ids, ix.closeness(ids, qvec), strict=True):
+        for i, (cos, sent) in zip(ids, ix.cosines(ids, qvec), strict=True):
             cosine[w, i], sentences[w, i] = cos, sent
     closeness = {key: cosine[key] + sentences[key].max(initial=-1.0) for key in cosine}
     dense.sort(key=lambda kv: -closeness[kv[0]])

@@ -131,7 +131,7 @@ class Index:
         keep = ids[0] >= 0  # FAISS pads missing results with -1
         return ids[0][keep], scores[0][keep]
 
-    def closeness(self, ids: list[int], qvec: np.ndarray) -> list[tuple[float, np.ndarray]]:
+    def cosines(self, ids: list[int], qvec: np.ndarray) -> list[tuple[float, np.ndarray]]:
         """For each chunk of `ids`: its cosine to the query vector, and each of its sentences'."""
         if not ids:
             return []
