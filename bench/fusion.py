@@ -20,17 +20,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from type_rules import QA as SETS  # noqa: E402  (statement, pages, SQuAD; bench/ is on the path)
+
 import bot.engine.answering  # noqa: E402
 import index.search  # noqa: E402
 from bot import evaluate  # noqa: E402
 from bot.config import Settings  # noqa: E402
 from bot.engine import start  # noqa: E402
 
-SETS = [
-    ROOT / "tests/qa/statement_qa.jsonl",
-    ROOT / "tests/qa/real_pages.jsonl",
-    ROOT.parent / "shared/train/squad2/dev-18-articles.json",
-]
 WEIGHTS = ("rank", 0.5, 0.6, 0.65, 0.7, 0.75, 0.8, 0.9)
 RRF_K = 60  # Cormack et al. (2009), as search used it
 SEARCH, WEIGHT = index.search.search, index.search.DENSE_WEIGHT
