@@ -6,9 +6,10 @@ The statement's questions and the real pages' questions (tests/qa/real_pages.jso
 searched once, through the engine (READER=none); every variant of the knobs then re-scores the
 same passages: PASSAGES (how many of the best passages give sentences), which document an
 answer quotes (the best passage's, `one_document`, or the best sentence's), the weights of a
-sentence's score (its similarity, the question's words it holds, its passage's score) and
-MARGIN. Each variant's threshold is calibrated as `eval --calibrate` does (the strictest of the
-sets' thresholds); printed per set: right sentence (gold quoted), key fact, answers from another
+sentence's score (its similarity, the question's words it holds, its passage's score),
+MARGIN, and then NO_NUMBER (what an amount question's sentence without a number loses). Each
+variant's threshold is calibrated as `eval --calibrate` does (the strictest of the sets'
+thresholds); printed per set: right sentence (gold quoted), key fact, answers from another
 document, unanswerable questions refused.
 """
 
@@ -78,19 +79,28 @@ def main() -> None:
         extractive.one_document = documents[document]
         extractive.W_SENTENCE, extractive.W_WORDS, extractive.W_PASSAGE = w
         extractive.MARGIN = margin
-        done = {name: asked(found, passages, document) for name, found in sets.items()}
-        threshold = min(evaluate.threshold_for(a, 0.05) for a in done.values())
-        shown = []
-        for name, a in done.items():
-            r = evaluate.report(a, threshold)
-            gold = r["gold_quoted"] if name == "pages" else r["key_fact"]
-            other = f"{r['wrong_doc']:.1%}" if r["wrong_doc"] is not None else "-"
-            shown.append(
-                f"{name} {gold:.1%} / {r['key_fact']:.1%} / {other} / "
-                f"{r['refused_unanswerable']:.1%}"
-            )
-        chosen = f"doc={document} P={passages} W={w} M={margin} t={threshold:.3f}"
-        print(f"{chosen:<55} " + "   ".join(shown))
+        shown(sets, passages, document, f"doc={document} P={passages} W={w} M={margin}")
+    extractive.one_document = by_passage
+    extractive.W_SENTENCE, extractive.W_WORDS, extractive.W_PASSAGE = weights[0]
+    extractive.MARGIN = 0.15
+    for penalty in (0.0, 0.04, 0.08, 0.12, 0.15, 0.2, 0.3):
+        extractive.NO_NUMBER = penalty
+        shown(sets, 3, "passage", f"NO_NUMBER={penalty}")
+
+
+def shown(sets: dict, passages: int, document: str, label: str) -> None:
+    """One row: the sets re-scored with the knobs as they are set, at their calibrated threshold."""
+    done = {name: asked(found, passages, document) for name, found in sets.items()}
+    threshold = min(evaluate.threshold_for(a, 0.05) for a in done.values())
+    cells = []
+    for name, a in done.items():
+        r = evaluate.report(a, threshold)
+        gold = r["gold_quoted"] if name == "pages" else r["key_fact"]
+        other = f"{r['wrong_doc']:.1%}" if r["wrong_doc"] is not None else "-"
+        cells.append(
+            f"{name} {gold:.1%} / {r['key_fact']:.1%} / {other} / {r['refused_unanswerable']:.1%}"
+        )
+    print(f"{label + f' t={threshold:.3f}':<55} " + "   ".join(cells))
 
 
 if __name__ == "__main__":

@@ -57,6 +57,18 @@ def test_an_answer_quotes_the_best_passages_document_only():
     ]
 
 
+def test_a_question_asking_for_an_amount_prefers_a_sentence_with_a_number():
+    text = "The LGP-30 was a desk computer. This desk computer weighed some 800 pounds."
+    passage = Chunk("doc.txt", "Doc", 0, len(text), text, "¶1", ((0, 31), (32, len(text))))
+    hits = [Hit(passage, 1.0, 0.6, 1, 1, (0.45, 0.6))]  # the first holds the question's words
+
+    def best(question):
+        return by_similarity(question, hits, 0.0).candidates[0].text
+
+    assert best("How heavy was the LGP-30?") == text[32:]  # "30" is the question's own
+    assert best("What was the LGP-30?") == text[:31]
+
+
 def test_captions_are_never_answers():
     caption = Chunk("doc.txt", "Doc", 0, 12, "Image: Alpha", "¶1", ((0, 12),))
     assert similar("alpha", [Hit(caption, 1.0, 0.9, 1, 1, (0.99,))], threshold=0.1).found is False
@@ -115,6 +127,11 @@ def test_control_characters_and_markup_stay_plain_text():
         ("Did sales pass 40,000 in 2019?", "Sales passed 40,000 in 2018.", False),
         # "How many" no longer needs its number right before the counted word.
         ("How many A380s does Emirates have?", "Of its A380s, it flies 123 today.", True),
+        # Years before 1500, decades and eras are times too.
+        ("When did Kublai move the capital?", "Kublai moved it to Khanbaliq in 1264.", True),
+        ("When was neon discovered?", "Neon lights spread in the 1920s.", True),
+        ("When was the city founded?", "It was founded around 300 BC.", True),
+        ("When was the city founded?", "It was founded by 300 settlers.", False),
     ],
 )
 def test_answer_type_must_fit_the_question(question, sentence, fits):
