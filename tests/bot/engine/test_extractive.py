@@ -67,6 +67,7 @@ def test_a_question_asking_for_an_amount_prefers_a_sentence_with_a_number():
 
     assert best("How heavy was the LGP-30?") == text[32:]  # "30" is the question's own
     assert best("What was the LGP-30?") == text[:31]
+    assert best("How often was the LGP-30 used?") == text[:31]  # "every week" answers that
 
 
 def test_captions_are_never_answers():
