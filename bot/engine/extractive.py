@@ -42,9 +42,8 @@ READER_MARGIN = 0.2  # further sentences within this of the best (key fact 53.8%
 THRESHOLD = 0.217  # without a reader (eval --calibrate); with one, the reader's own
 
 # Expected answer types (as in classic factoid QA): a "how many" question needs a count, a "when"
-# question a time (a year from 1000 to 2099, a decade such as "1950s", or one with an era: "1271",
-# the year the old pattern missed, since it began at 1500), and a number the question states (not
-# one that is a name) must be there.
+# question a time (a year from 1000 to 2099, a decade such as "1950s", or one with an era), and a
+# number the question states (not one that is a name) must be there.
 _NUM = (
     r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty"
     r"|forty|fifty|hundred|thousand|million|billion|dozen|once|twice)\b"
