@@ -73,6 +73,8 @@ def main() -> None:
     weights = [(0.55, 0.25, 0.20), (0.45, 0.35, 0.20), (0.5, 0.2, 0.3), (0.6, 0.3, 0.1)]
     print(f"{args.split} splits; per set: right sentence / key fact / other doc / unans. refused")
     by_passage = extractive.one_document
+    weighted = (extractive.W_SENTENCE, extractive.W_WORDS, extractive.W_PASSAGE)
+    chosen = extractive.PASSAGES, weighted, extractive.MARGIN  # the engine's own knobs
     documents = {"passage": by_passage, "sentence": lambda hits: hits[: extractive.PASSAGES]}
     knobs = itertools.product(documents, (3, 5, 8), weights, (0.10, 0.15))
     for document, passages, w, margin in knobs:
@@ -80,12 +82,12 @@ def main() -> None:
         extractive.W_SENTENCE, extractive.W_WORDS, extractive.W_PASSAGE = w
         extractive.MARGIN = margin
         shown(sets, passages, document, f"doc={document} P={passages} W={w} M={margin}")
+    passages, weighted, extractive.MARGIN = chosen
+    extractive.W_SENTENCE, extractive.W_WORDS, extractive.W_PASSAGE = weighted
     extractive.one_document = by_passage
-    extractive.W_SENTENCE, extractive.W_WORDS, extractive.W_PASSAGE = weights[0]
-    extractive.MARGIN = 0.15
     for penalty in (0.0, 0.04, 0.08, 0.12, 0.15, 0.2, 0.3):
         extractive.NO_NUMBER = penalty
-        shown(sets, 3, "passage", f"NO_NUMBER={penalty}")
+        shown(sets, passages, "passage", f"NO_NUMBER={penalty}")
 
 
 def shown(sets: dict, passages: int, document: str, label: str) -> None:
